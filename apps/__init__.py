@@ -1,0 +1,12 @@
+"""Keras App Zoo task apps: each declares data, model and export; `apps.runner` does the rest."""
+
+import importlib
+
+APP_NAMES = ("mnist",)
+
+
+def get_app(name: str):
+    """The `APP` declaration of the app module `name`."""
+    if name not in APP_NAMES:
+        raise ValueError(f"Unknown app {name!r}. Apps: {', '.join(APP_NAMES)}.")
+    return importlib.import_module(f"apps.{name}").APP

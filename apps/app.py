@@ -1,0 +1,62 @@
+"""What an app declares: its data, model, loss and metrics, and the raw input of its export."""
+
+import dataclasses
+from typing import Any, Callable
+
+import tensorflow as tf
+
+from apps.config import TrainConfig
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """Unbatched `(input, target)` datasets in the app's raw input format.
+
+    `validation` may be None: the runner then carves `--validation-fraction` out of `train`.
+    """
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    source: str
+    class_names: list[str] | None = None
+    validation: tf.data.Dataset | None = None
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """One serving signature: the raw input it accepts and how it becomes the model's input."""
+
+    input_spec: tf.TensorSpec
+    to_model_input: Callable[[tf.Tensor], tf.Tensor] = lambda raw: raw
+
+
+@dataclasses.dataclass(frozen=True)
+class App:
+    """A task app: declarations only; `apps.runner` does the training, report and export.
+
+    `build_model(config, splits)` returns a Keras model from raw input to outputs, with its
+    preprocessing adapted on `splits.train`. `read_inputs(paths)` turns files given to `predict`
+    into a batch for the `serving_default` signature. `augmentation(config)` returns layers the
+    runner applies to training batches in the tf.data pipeline (so they never reach the export).
+    `extra_report(model, splits, run_dir, config)` may add metrics and plots.
+    """
+
+    name: str
+    summary: str
+    task: str
+    models: tuple[str, ...]
+    load_data: Callable[[Any], DataSplits]
+    build_model: Callable[[Any, DataSplits], Any]
+    loss: str
+    metrics: tuple[str, ...]
+    signatures: dict[str, Signature]
+    read_inputs: Callable[[list[str], Any], Any]
+    config_class: type = TrainConfig
+    defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    augmentation: Callable[[Any], Any] | None = None
+    extra_report: Callable[..., dict] | None = None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.task == "classification"

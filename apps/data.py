@@ -1,0 +1,79 @@
+"""Data helpers shared by the apps: choosing the source, TFDS, local files."""
+
+import gzip
+import socket
+import struct
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES_DIR = REPO_ROOT / "data"
+
+
+class DataError(ValueError):
+    """Bad or missing input data; the message names the file or flag and what to do."""
+
+
+def _tfds_reachable(timeout_seconds: float = 3.0) -> bool:
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=timeout_seconds).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve_source(data: str, tfds_name: str | None) -> tuple[str, str]:
+    """Turns `--data` into "tfds", "sample" or a path, with the reason for `auto`'s choice."""
+    if data in ("tfds", "sample"):
+        return data, f"--data {data}"
+    if data != "auto":
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise DataError(
+                f"--data {data}: no such file or folder. Give an existing path, or "
+                f"--data tfds / --data sample."
+            )
+        return str(path), f"--data {data}"
+    if tfds_name is None:
+        return "sample", "auto: this app has no TFDS dataset"
+    import tensorflow_datasets as tfds
+
+    if tfds.builder(tfds_name).is_prepared():
+        return "tfds", f"auto: TFDS {tfds_name} is already prepared on disk"
+    if _tfds_reachable():
+        return "tfds", f"auto: TFDS {tfds_name} is not on disk but can be downloaded"
+    return "sample", (f"auto: TFDS {tfds_name} is not prepared on disk and cannot be downloaded "
+                      f"(no network)")
+
+
+def load_tfds(name: str, splits: list[str], as_supervised: bool = True):
+    """Loads TFDS splits (downloading and preparing once), as `(input, label)` pairs."""
+    import tensorflow_datasets as tfds
+
+    datasets, info = tfds.load(name, split=splits, as_supervised=as_supervised, with_info=True)
+    return datasets, info
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Reads an IDX file (the MNIST format), gzip-compressed or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            content = handle.read()
+        magic, = struct.unpack(">I", content[:4])
+        if magic >> 8 != 0x08:
+            raise ValueError(f"magic number {magic:#x} is not an unsigned-byte IDX file")
+        num_dims = magic & 0xFF
+        dims = struct.unpack(">" + "I" * num_dims, content[4 : 4 + 4 * num_dims])
+        return np.frombuffer(content[4 + 4 * num_dims :], dtype=np.uint8).reshape(dims)
+    except (OSError, ValueError, struct.error) as error:
+        raise DataError(f"{path}: not a readable IDX file ({error}).") from error
+
+
+def find_file(folder: Path, stem: str) -> Path:
+    """`folder/stem` or `folder/stem.gz`, or a DataError naming both."""
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise DataError(f"{folder}: missing {stem} (or {stem}.gz). Expected the dataset's usual layout.")

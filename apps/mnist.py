@@ -1,0 +1,111 @@
+"""MNIST digits: uint8 pixels -> zoo CNN or MLP -> 10 digit probabilities.
+
+Data: TFDS `mnist` (60k/10k), a local folder with the four IDX files, or the shipped sample
+(data/mnist: the 10,000 real test digits; 0-7999 train and validation, 8000-9999 test).
+Expected on the sample with the defaults: >= 98% test accuracy (mnist_cnn), >= 95% (mnist_mlp);
+on full MNIST about 99.2% and 98%.
+Export: `serving_default(pixels: uint8 [batch, 28, 28] or [batch, 28, 28, 1])` ->
+`probabilities [batch, 10]`, `class_id`, `class_name`.
+"""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from apps.app import App, DataSplits, Signature
+from apps.data import SAMPLES_DIR, DataError, find_file, load_tfds, read_idx, resolve_source
+
+CLASS_NAMES = [str(digit) for digit in range(10)]
+SAMPLE_DIR = SAMPLES_DIR / "mnist"
+SAMPLE_TRAIN_SIZE = 8000
+
+
+def _pairs(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((images[..., np.newaxis], labels.astype("int64")))
+
+
+def _read_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(find_file(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = read_idx(find_file(folder, f"{prefix}-labels-idx1-ubyte"))
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise DataError(f"{folder}: {prefix} images {images.shape} and labels {labels.shape} "
+                        f"are not N x 28 x 28 digits with N labels.")
+    return images, labels
+
+
+def load_data(config) -> DataSplits:
+    source, reason = resolve_source(config.data, "mnist")
+    if source == "tfds":
+        (train, test), _ = load_tfds("mnist", ["train", "test"])
+        return DataSplits(train=train, test=test, source=f"TFDS mnist ({reason})",
+                          class_names=CLASS_NAMES)
+    if source == "sample":
+        images, labels = _read_split(SAMPLE_DIR, "t10k")
+        train = _pairs(images[:SAMPLE_TRAIN_SIZE], labels[:SAMPLE_TRAIN_SIZE])
+        test = _pairs(images[SAMPLE_TRAIN_SIZE:], labels[SAMPLE_TRAIN_SIZE:])
+        return DataSplits(train=train, test=test, class_names=CLASS_NAMES,
+                          source=f"shipped sample {SAMPLE_DIR} ({reason})")
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(f"--data {source}: expected a folder holding the MNIST IDX files "
+                        f"(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...).")
+    return DataSplits(train=_pairs(*_read_split(folder, "train")),
+                      test=_pairs(*_read_split(folder, "t10k")),
+                      class_names=CLASS_NAMES, source=f"local IDX folder {folder} ({reason})")
+
+
+def build_model(config, splits: DataSplits) -> keras.Model:
+    """Pixels in [0, 255] -> Rescaling -> the zoo model."""
+    pixels = keras.Input(shape=(28, 28, 1), name="pixels")
+    classifier = zoo.build(config.model, input_shape=(28, 28, 1),
+                           num_classes=len(splits.class_names), **config.model_options())
+    scaled = keras.layers.Rescaling(1.0 / 255)(pixels)
+    return keras.Model(pixels, classifier(scaled), name=f"mnist_{config.model}")
+
+
+def augmentation(config) -> keras.Sequential:
+    """Small shifts, rotations and zooms: digits stay legible, the model sees more variety."""
+    return keras.Sequential([
+        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=config.seed),
+        keras.layers.RandomRotation(0.05, fill_mode="constant", seed=config.seed),
+        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=config.seed),
+    ], name="augmentation")
+
+
+def read_inputs(paths: list[str], config=None) -> np.ndarray:
+    """Image files -> uint8 [batch, 28, 28]: grey, resized, dark background like MNIST."""
+    batch = []
+    for path in paths:
+        try:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=1, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            raise DataError(f"{path}: not a readable PNG/JPEG/GIF/BMP image ({error.message}).")
+        image = tf.image.resize(image, (28, 28), antialias=True).numpy()[..., 0]
+        if image.mean() > 127:
+            image = 255 - image
+        batch.append(np.clip(image, 0, 255).astype("uint8"))
+    return np.stack(batch)
+
+
+APP = App(
+    name="mnist",
+    summary="handwritten digits 0-9 from 28x28 grey pixels",
+    task="classification",
+    models=("mnist_cnn", "mnist_mlp", "small_cnn"),
+    load_data=load_data,
+    build_model=build_model,
+    loss="sparse_categorical_crossentropy",
+    metrics=("accuracy",),
+    signatures={
+        "serving_default": Signature(
+            input_spec=tf.TensorSpec(shape=None, dtype=tf.uint8, name="pixels"),
+            to_model_input=lambda pixels: tf.cast(tf.reshape(pixels, [-1, 28, 28, 1]), tf.float32),
+        )
+    },
+    read_inputs=read_inputs,
+    augmentation=augmentation,
+    defaults={"model": "mnist_cnn", "epochs": 15, "batch_size": 64, "patience": 5},
+)

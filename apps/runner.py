@@ -1,0 +1,237 @@
+"""The shared runner: data -> model -> compile -> fit -> evaluate -> export -> report.
+
+Every app goes through `train`; nothing here knows which app it runs.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from apps import export, report
+from apps.app import App, DataSplits
+from apps.data import DataError
+
+AUTOTUNE = tf.data.AUTOTUNE
+_JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
+class RunError(ValueError):
+    """A run that cannot start as asked; the message says what to do instead."""
+
+
+def _count(dataset: tf.data.Dataset) -> int:
+    size = int(dataset.cardinality())
+    if size >= 0:
+        return size
+    return int(dataset.reduce(0, lambda count, _: count + 1))
+
+
+def _carve_validation(splits: DataSplits, fraction: float, seed: int, train_size: int):
+    """Holds out a seeded random `fraction` of the training data for validation."""
+    if not 0 < fraction < 1:
+        raise RunError(f"--validation-fraction {fraction}: must lie strictly between 0 and 1.")
+    validation_size = max(1, int(round(train_size * fraction)))
+    shuffled = splits.train.shuffle(train_size, seed=seed, reshuffle_each_iteration=False)
+    return shuffled.skip(validation_size), shuffled.take(validation_size)
+
+
+def _pipeline(dataset, batch_size, seed=None, augmentation=None):
+    """Cache, shuffle (training only, seeded), batch, augment (training only), prefetch."""
+    dataset = dataset.cache()
+    if seed is not None:
+        dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if augmentation is not None:
+        dataset = dataset.map(lambda x, y: (augmentation(x, training=True), y),
+                              num_parallel_calls=AUTOTUNE)
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _resolve_run_dir(app: App, config) -> tuple[Path, bool]:
+    """The run directory, and whether this run resumes an interrupted one there."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.run_dir or f"runs/{app.name}/{stamp}")
+    config_path = run_dir / "config.json"
+    if (run_dir / "metrics.json").exists():
+        raise RunError(f"--run-dir {run_dir} holds a finished run (metrics.json). Choose a new "
+                       f"--run-dir, or leave it out for a fresh timestamped one.")
+    if not config_path.exists():
+        return run_dir, False
+    saved = json.loads(config_path.read_text())["options"]
+    current = dataclasses.asdict(config)
+    changed = sorted(key for key in current if saved.get(key) != current[key])
+    if changed:
+        raise RunError(f"--run-dir {run_dir} holds an interrupted run with other options "
+                       f"({', '.join(changed)}). Re-run with the same options to resume it, or "
+                       f"choose a new --run-dir.")
+    return run_dir, True
+
+
+def _device_setup(config) -> tuple[str, tf.distribute.Strategy]:
+    """Mixed precision and MirroredStrategy when GPUs are present; the default strategy on CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "cpu", tf.distribute.get_strategy()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return f"{len(gpus)} gpu", strategy
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to each epoch's logs, so history.csv carries the training time of
+    every epoch, including those of runs that were interrupted and resumed."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
+class BestWeightsCheckpoint(keras.callbacks.Callback):
+    """Keeps the weights of the lowest `val_loss` so far, across resumes.
+
+    Unlike `ModelCheckpoint`, it writes a temporary file and renames it into place, so a run
+    killed mid-write keeps its previous best checkpoint intact.
+    """
+
+    def __init__(self, path: Path, best: float = math.inf):
+        super().__init__()
+        self.path, self.best = path, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss", math.inf)
+        if loss < self.best:
+            self.best = loss
+            partial = self.path.with_name(f".partial-{self.path.name}")
+            self.model.save_weights(partial)
+            os.replace(partial, self.path)
+
+
+def _committed_history(run_dir: Path) -> list[dict]:
+    """The history of the epochs the last backup holds, with rows of any later epoch dropped.
+
+    CSVLogger writes an epoch's row just before BackupAndRestore saves that epoch; a run killed
+    in between retrains the epoch on resume, so its first row must go.
+    """
+    history = report.read_history(run_dir / "history.csv")
+    metadata = run_dir / "backup" / "training_metadata.json"
+    committed = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+    kept = [row for row in history if row["epoch"] < committed]
+    if len(kept) != len(history):
+        report.write_history(run_dir / "history.csv", kept)
+    return kept
+
+
+def _callbacks(run_dir: Path, config, history: list[dict]):
+    best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
+    best = BestWeightsCheckpoint(run_dir / "best.weights.h5", best_loss)
+    return best.path, [
+        EpochTimer(),
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        best,
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+    ]
+
+
+def _load_splits(app: App, config) -> tuple[DataSplits, dict[str, int]]:
+    """The app's data with a validation split carved where it has none; refuses empty splits."""
+    splits = app.load_data(config)
+    print(f"[{app.name}] data: {splits.source}", flush=True)
+    train_size = _count(splits.train)
+    if splits.validation is None:
+        splits.train, splits.validation = _carve_validation(
+            splits, config.validation_fraction, config.seed, train_size)
+        train_size -= _count(splits.validation)
+    sizes = {"train": train_size, "validation": _count(splits.validation),
+             "test": _count(splits.test)}
+    empty = [name for name, size in sizes.items() if size == 0]
+    if empty:
+        raise DataError(f"{splits.source}: the {', '.join(empty)} split(s) are empty; "
+                        f"check --data and the dataset's layout.")
+    print(f"[{app.name}] examples: {sizes}", flush=True)
+    return splits, sizes
+
+
+def _compiled_model(app: App, config, splits: DataSplits, train_size: int):
+    model = app.build_model(config, splits)
+    steps_per_epoch = math.ceil(train_size / config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.01)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=app.loss,
+                  metrics=list(app.metrics), jit_compile=_JIT_COMPILE[config.jit_compile],
+                  steps_per_execution=config.steps_per_execution)
+    return model
+
+
+def _test_metrics(app: App, model, splits: DataSplits, test_data) -> dict:
+    evaluation = model.evaluate(test_data, return_dict=True, verbose=0)
+    metrics = {f"test_{name}": float(value) for name, value in evaluation.items()}
+    if app.is_classifier:
+        probabilities = model.predict(test_data, verbose=0)
+        labels = np.concatenate([y for _, y in test_data.as_numpy_iterator()])
+        metrics["class_names"] = splits.class_names
+        metrics["confusion_matrix"] = report.confusion_matrix(
+            labels, probabilities.argmax(axis=1), len(splits.class_names)).tolist()
+    return metrics
+
+
+def train(app: App, config) -> dict:
+    """Trains, evaluates, exports and reports one run; returns the metrics it wrote."""
+    if config.model not in app.models:
+        raise RunError(f"--model {config.model}: not a model for the {app.name} app. "
+                       f"Choose one of: {', '.join(app.models)}.")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise RunError(f"--epochs {config.epochs} / --batch-size {config.batch_size}: "
+                       f"both must be at least 1.")
+    run_dir, resuming = _resolve_run_dir(app, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    report.write_config(run_dir / "config.json", app, config)
+    keras.utils.set_random_seed(config.seed)
+    device, strategy = _device_setup(config)
+    splits, sizes = _load_splits(app, config)
+    with strategy.scope():
+        model = _compiled_model(app, config, splits, sizes["train"])
+    augmentation = app.augmentation(config) if app.augmentation and config.augment else None
+    train_data = _pipeline(splits.train, config.batch_size, config.seed, augmentation)
+    validation_data = _pipeline(splits.validation, config.batch_size)
+    test_data = _pipeline(splits.test, config.batch_size)
+
+    best_path, callbacks = _callbacks(run_dir, config, _committed_history(run_dir))
+    model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
+              callbacks=callbacks, shuffle=False, verbose=2)
+    if best_path.exists():
+        model.load_weights(best_path)
+    model.save(run_dir / "model.keras")
+
+    history = report.read_history(run_dir / "history.csv")
+    train_seconds = sum(row["epoch_seconds"] for row in history)
+    metrics = _test_metrics(app, model, splits, test_data)
+    metrics.update(
+        data_source=splits.source, examples=sizes, device=device, backend=keras.backend.backend(),
+        epochs_trained=len(history), resumed=resuming, train_seconds=round(train_seconds, 2),
+        samples_per_second=round(sizes["train"] * len(history) / train_seconds, 1),
+        **splits.facts,
+    )
+    if app.extra_report:
+        metrics.update(app.extra_report(model, splits, run_dir, config))
+    version_dir = export.export_saved_model(
+        model, app, splits.class_names, Path(config.export_dir or f"saved_models/{app.name}"))
+    metrics["export_path"] = str(version_dir)
+    report.write_report(run_dir, app, config, metrics, history)
+    print(f"[{app.name}] test: " + ", ".join(
+        f"{key}={value:.4f}" for key, value in metrics.items() if key.startswith("test_")))
+    print(f"[{app.name}] exported {version_dir}; report in {run_dir}", flush=True)
+    return metrics

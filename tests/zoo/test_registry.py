@@ -1,0 +1,82 @@
+"""The registry: names, descriptions, options and their errors."""
+
+import keras
+import pytest
+
+import zoo
+
+SEED_MODELS = {"mnist_mlp", "binary_mlp", "mlp", "small_cnn", "mnist_cnn", "resnet_cnn",
+               "simple_rnn_forecaster", "lstm_forecaster", "gru_forecaster",
+               "bilstm_classifier", "transformer_classifier"}
+
+
+def test_every_seed_architecture_is_registered():
+    assert SEED_MODELS <= set(zoo.list_models())
+
+
+def test_list_models_filters_by_task():
+    assert zoo.list_models("forecasting") == [
+        "gru_forecaster", "lstm_forecaster", "simple_rnn_forecaster"]
+
+
+def test_describe_gives_task_inputs_defaults_and_summary():
+    description = zoo.describe("lstm_forecaster")
+    assert description["task"] == "forecasting"
+    assert "window" in description["inputs"]
+    assert description["defaults"]["units"] == 50
+    assert description["summary"].startswith("The seed's LSTM forecaster")
+
+
+def test_unknown_model_lists_the_registered_names():
+    with pytest.raises(ValueError, match=r"Unknown model 'resnet9000'.*mnist_cnn"):
+        zoo.build("resnet9000")
+
+
+def test_unknown_option_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) width.*hidden_units"):
+        zoo.build("mnist_mlp", width=3)
+
+
+def test_duplicate_name_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        @zoo.register_model(task="tabular", inputs="anything")
+        def mnist_mlp():
+            return keras.Sequential()
+
+
+def test_builder_options_need_defaults():
+    with pytest.raises(ValueError, match="needs a default"):
+        @zoo.register_model(task="tabular", inputs="anything")
+        def model_without_defaults(units):
+            return keras.Sequential()
+
+
+def test_seed_architectures_are_exact():
+    mlp = zoo.build("mnist_mlp")
+    assert [type(layer).__name__ for layer in mlp.layers] == [
+        "InputLayer", "Flatten", "Dense", "Dense"]
+    assert mlp.layers[2].units == 128 and mlp.layers[2].activation.__name__ == "relu"
+    assert mlp.layers[3].units == 10 and mlp.layers[3].activation.__name__ == "softmax"
+    binary = zoo.build("binary_mlp")
+    assert binary.input_shape == (None, 20)
+    assert [layer.units for layer in binary.layers[1:]] == [64, 1]
+    assert binary.layers[-1].activation.__name__ == "sigmoid"
+    rnn = zoo.build("simple_rnn_forecaster")
+    assert [type(layer).__name__ for layer in rnn.layers[1:]] == ["SimpleRNN", "SimpleRNN", "Dense"]
+    assert all(layer.units == 50 for layer in rnn.layers[1:3])
+    small = zoo.build("small_cnn")
+    assert [type(layer).__name__ for layer in small.layers[1:]] == [
+        "Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
+    assert small.layers[1].filters == 32 and small.layers[1].kernel_size == (3, 3)
+
+
+def test_recurrent_defaults_keep_the_cudnn_conditions():
+    for name, cell in (("lstm_forecaster", "LSTM"), ("gru_forecaster", "GRU")):
+        layer = next(layer for layer in zoo.build(name, num_layers=2, dropout_rate=0.2).layers
+                     if type(layer).__name__ == cell)
+        assert layer.cell.activation.__name__ == "tanh"
+        assert layer.cell.recurrent_activation.__name__ == "sigmoid"
+        assert layer.cell.recurrent_dropout == 0 and layer.cell.dropout == 0
+        assert not layer.unroll and layer.cell.use_bias
+        assert layer.use_cudnn == "auto"
+        assert cell == "LSTM" or layer.cell.reset_after

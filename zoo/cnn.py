@@ -1,0 +1,65 @@
+"""Convolutional image classifiers, from the seed's small CNN to a residual network."""
+
+import keras
+from keras import layers
+
+from zoo.outputs import classification_output
+from zoo.registry import register_model
+
+
+def _conv_bn_relu(x, filters, kernel_size=3, strides=1):
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    return layers.Activation("relu")(x)
+
+
+@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]")
+def small_cnn(input_shape=(28, 28, 1), num_classes=10, filters=32, dense_units=128):
+    """The seed's small CNN: Conv2D 32 3x3 relu, MaxPool 2, Flatten, Dense 128 relu, softmax."""
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    x = layers.Conv2D(filters, 3, activation="relu")(inputs)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense_units, activation="relu")(x)
+    return keras.Model(inputs, classification_output(num_classes)(x), name="small_cnn")
+
+
+@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]")
+def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64), dropout_rate=0.5):
+    """keras.io's MNIST convnet: (Conv2D 3x3 relu, MaxPool 2) per filter count, dropout, softmax."""
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    x = inputs
+    for block_filters in filters:
+        x = layers.Conv2D(block_filters, 3, activation="relu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return keras.Model(inputs, classification_output(num_classes)(x), name="mnist_cnn")
+
+
+def _residual_block(x, filters, strides):
+    shortcut = x
+    x = _conv_bn_relu(x, filters, strides=strides)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(gamma_initializer="zeros")(x)
+    if strides != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.Activation("relu")(layers.Add()([shortcut, x]))
+
+
+@register_model(task="image_classification", inputs="float32 [batch, 32, 32, 3] pixels in [0, 1]")
+def resnet_cnn(input_shape=(32, 32, 3), num_classes=10, stage_filters=(32, 64, 128),
+               blocks_per_stage=2, dropout_rate=0.2):
+    """A small ResNet for CIFAR-sized images: residual stages, batch norm, global pooling.
+
+    Each residual branch ends in a zero-initialised BatchNorm so every block starts as the identity.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    x = _conv_bn_relu(inputs, stage_filters[0])
+    for stage, filters in enumerate(stage_filters):
+        for block in range(blocks_per_stage):
+            x = _residual_block(x, filters, strides=2 if stage > 0 and block == 0 else 1)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return keras.Model(inputs, classification_output(num_classes)(x), name="resnet_cnn")
