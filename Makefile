@@ -3,7 +3,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist
+APPS := mnist forecast
 ARGS ?=
 PYTEST_ARGS ?=
 

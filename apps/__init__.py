@@ -2,7 +2,7 @@
 
 import importlib
 
-APP_NAMES = ("mnist",)
+APP_NAMES = ("mnist", "forecast")
 
 
 def get_app(name: str):

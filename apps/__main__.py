@@ -9,13 +9,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its C++ start-up banner (INFO lines that no log-level variable
-    silences in TF 2.21) sent to /dev/null; an import error is still raised and shown."""
+    """Imports TensorFlow and looks for GPUs with the C++ start-up banner (INFO lines, and a
+    cuInit error on machines without a GPU, that no log-level variable silences in TF 2.21) sent
+    to /dev/null; an import error is still raised and shown."""
     saved_stderr = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")
     finally:
         os.dup2(saved_stderr, 2)
         os.close(devnull)

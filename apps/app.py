@@ -13,6 +13,8 @@ class DataSplits:
     """Unbatched `(input, target)` datasets in the app's raw input format.
 
     `validation` may be None: the runner then carves `--validation-fraction` out of `train`.
+    `facts` go into metrics.json (e.g. skipped files); `context` is for the app's own later steps
+    (e.g. the raw series a forecaster's scaling is fitted on) and is not reported.
     """
 
     train: tf.data.Dataset
@@ -21,6 +23,7 @@ class DataSplits:
     class_names: list[str] | None = None
     validation: tf.data.Dataset | None = None
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    context: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

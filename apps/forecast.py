@@ -1,0 +1,234 @@
+"""Time-series forecasting: a window of past values -> zoo recurrent forecaster -> next steps.
+
+Data: the shipped sample (data/co2: Mauna Loa weekly CO2, 1958-2001, gaps interpolated), any CSV
+(`--data PATH --column NAME`), or keras.io's Jena climate CSV (`--data jena`, downloaded once).
+Split chronologically 70/15/15; scaling is fitted on the training part and lives in the model.
+Expected on the CO2 sample at horizon 4: test MAE at most 60% of the naive last-value forecast's
+and below the seasonal-naive-with-drift forecast's.
+Export: `serving_default(window: float32 [batch, steps, 1] in original units)` ->
+`forecast [batch, horizon]` in original units.
+"""
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from apps.app import App, DataSplits, Signature
+from apps.config import TrainConfig, option
+from apps.data import SAMPLES_DIR, DataError, resolve_source
+
+SAMPLE_CSV = SAMPLES_DIR / "co2" / "co2_weekly.csv"
+JENA_URL = ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+            "jena_climate_2009_2016.csv.zip")
+DEFAULT_COLUMNS = {"sample": "co2", "jena": "T (degC)"}
+SPLIT_FRACTIONS = (0.70, 0.15)
+
+
+@dataclasses.dataclass
+class ForecastConfig(TrainConfig):
+    column: str = option("", "CSV column to forecast (default: co2 for the sample, T (degC) for "
+                             "jena, the only numeric column of any other CSV)")
+    window: int = option(52, "past steps the model sees")
+    horizon: int = option(4, "steps ahead to forecast")
+    season: int = option(52, "steps per season, for the seasonal-naive baseline (52 weeks)")
+    stride: int = option(1, "keep every Nth row of the series (6 turns Jena's 10-minute rows "
+                            "hourly)")
+
+
+@keras.saving.register_keras_serializable(package="apps.forecast")
+class RelativeToLast(keras.layers.Layer):
+    """Expresses a window relative to its last step, so the model learns changes, not levels
+    (levels drift out of the training range on a trending series)."""
+
+    def call(self, window):
+        return window - window[:, -1:, :]
+
+
+@keras.saving.register_keras_serializable(package="apps.forecast")
+class AddLastValue(keras.layers.Layer):
+    """Adds the window's last observed value back to forecast changes: original units out."""
+
+    def call(self, inputs):
+        changes, window = inputs
+        return changes + window[:, -1:, 0]
+
+
+def _read_column(path: Path, column: str) -> tuple[np.ndarray, str]:
+    """A CSV column as floats, with empty or non-numeric cells as NaN."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        columns = reader.fieldnames or []
+
+    def as_float(text):
+        try:
+            return float(text)
+        except (TypeError, ValueError):
+            return math.nan
+
+    if not column:
+        numeric = [name for name in columns
+                   if sum(not math.isnan(as_float(row[name])) for row in rows) > len(rows) // 2]
+        if len(numeric) != 1:
+            raise DataError(f"{path}: give --column; numeric columns: {', '.join(numeric)}.")
+        column = numeric[0]
+    if column not in columns:
+        raise DataError(f"{path}: no column {column!r} (--column). Columns: {', '.join(columns)}.")
+    return np.array([as_float(row[column]) for row in rows], dtype="float64"), column
+
+
+def _fill_gaps(values: np.ndarray, source: str) -> tuple[np.ndarray, int]:
+    """Linear interpolation over missing values; the ends take the nearest observed value."""
+    missing = np.isnan(values)
+    if missing.all():
+        raise DataError(f"{source}: the column has no numeric values.")
+    steps = np.arange(len(values))
+    filled = values.copy()
+    filled[missing] = np.interp(steps[missing], steps[~missing], values[~missing])
+    return filled, int(missing.sum())
+
+
+def _download_jena() -> Path:
+    try:
+        folder = keras.utils.get_file(origin=JENA_URL, extract=True)
+    except Exception as error:
+        raise DataError(
+            f"--data jena: could not download {JENA_URL} ({error}). Download and unzip it "
+            f"elsewhere, then pass --data PATH/jena_climate_2009_2016.csv --column 'T (degC)'."
+        ) from error
+    return next(Path(folder).rglob("*.csv"))
+
+
+def load_series(config) -> tuple[np.ndarray, str, int]:
+    """The series to forecast (float32), a description of its source, and the gaps filled."""
+    if config.data == "tfds":
+        raise DataError("--data tfds: the forecast app has no TFDS dataset; use --data sample, "
+                        "--data jena or --data PATH.csv.")
+    if config.data == "jena":
+        path, reason, default_column = _download_jena(), "--data jena", DEFAULT_COLUMNS["jena"]
+    else:
+        source, reason = resolve_source(config.data, None)
+        path = SAMPLE_CSV if source == "sample" else Path(source)
+        default_column = DEFAULT_COLUMNS["sample"] if source == "sample" else ""
+    if path.is_dir():
+        raise DataError(f"--data {config.data}: expected a CSV file with a header row, not a folder.")
+    values, column = _read_column(path, config.column or default_column)
+    values, gaps = _fill_gaps(values[:: config.stride], f"{path} column {column!r}")
+    return values.astype("float32"), f"{path} column {column!r} ({reason})", gaps
+
+
+def _windows(series: np.ndarray, first_target: int, end: int, window: int, horizon: int):
+    """(window, next `horizon` values) pairs whose targets start in [first_target, end)."""
+    starts = range(max(first_target - window, 0), end - horizon - window + 1)
+    if len(starts) <= 0:
+        return None
+    targets = np.stack([series[start + window : start + window + horizon] for start in starts])
+    return keras.utils.timeseries_dataset_from_array(
+        series[starts[0] : starts[-1] + window, np.newaxis], targets, sequence_length=window,
+        batch_size=None)
+
+
+def load_data(config) -> DataSplits:
+    if config.window < 1 or config.horizon < 1 or config.stride < 1:
+        raise DataError(f"--window {config.window} / --horizon {config.horizon} / --stride "
+                        f"{config.stride}: each must be at least 1.")
+    series, source, gaps = load_series(config)
+    train_end = int(len(series) * SPLIT_FRACTIONS[0])
+    validation_end = int(len(series) * sum(SPLIT_FRACTIONS))
+    parts = [_windows(series, first, end, config.window, config.horizon)
+             for first, end in ((config.window, train_end), (train_end, validation_end),
+                                (validation_end, len(series)))]
+    if any(part is None for part in parts):
+        raise DataError(f"{source}: {len(series)} steps are too few for --window {config.window} "
+                        f"and --horizon {config.horizon} in each of the train/validation/test "
+                        f"parts; use a longer series or smaller --window/--horizon.")
+    return DataSplits(train=parts[0], validation=parts[1], test=parts[2], source=source,
+                      facts={"missing_values_filled": gaps, "split_steps": [train_end, validation_end]},
+                      context={"series": series})
+
+
+def build_model(config, splits: DataSplits) -> keras.Model:
+    """Window -> changes from the last value, scaled by the training part's step-to-step spread
+    -> zoo forecaster -> changes rescaled and added to the last value."""
+    series = splits.context["series"][: splits.facts["split_steps"][0]]
+    scale = float(np.std(np.diff(series)) or 1.0)
+    window = keras.Input(shape=(None, 1), name="window")
+    x = RelativeToLast()(window)
+    x = keras.layers.Normalization(mean=[0.0], variance=[scale**2])(x)
+    forecaster = zoo.build(config.model, num_features=1, horizon=config.horizon,
+                           **config.model_options())
+    changes = keras.layers.Rescaling(scale)(forecaster(x))
+    return keras.Model(window, AddLastValue()([changes, window]), name=f"forecast_{config.model}")
+
+
+def baselines(series: np.ndarray, first_target: int, window: int, horizon: int, season: int):
+    """Naive (last value) and seasonal-naive-with-drift forecasts and truth for each test window.
+
+    Seasonal naive with drift: the value one season before each target step, plus the change over
+    the last full season (y[t+h-s] + y[t] - y[t-s]).
+    """
+    last_inputs = np.arange(max(first_target, window), len(series) - horizon + 1) - 1
+    steps = np.arange(1, horizon + 1)
+    truth = series[last_inputs[:, None] + steps]
+    naive = np.repeat(series[last_inputs][:, None], horizon, axis=1)
+    seasonal = (series[last_inputs[:, None] + steps - season]
+                + (series[last_inputs] - series[last_inputs - season])[:, None])
+    return truth, naive, seasonal
+
+
+def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
+    """Baseline MAEs on the same test windows (original units), and forecast-vs-truth plots."""
+    series, (_, test_start) = splits.context["series"], splits.facts["split_steps"]
+    if test_start - config.window - config.season < 0:
+        raise DataError(f"--season {config.season}: needs {config.season} steps before the first "
+                        f"test window; the series is too short for it.")
+    truth, naive, seasonal = baselines(series, test_start, config.window, config.horizon,
+                                       config.season)
+    predicted = model.predict(splits.test.batch(256), verbose=0)
+    naive_mae = float(np.abs(naive - truth).mean())
+    figure, axes = plt.subplots(2, 1, figsize=(10, 7))
+    time_steps = np.arange(test_start, test_start + len(truth))
+    for axis, step in zip(axes, (0, config.horizon - 1)):
+        axis.plot(time_steps + step, truth[:, step], label="truth", color="black")
+        axis.plot(time_steps + step, predicted[:, step], label=config.model)
+        axis.plot(time_steps + step, seasonal[:, step], label="seasonal naive + drift", alpha=0.6)
+        axis.set(title=f"{step + 1} step(s) ahead, test part", xlabel="step")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(run_dir / "forecast.png", dpi=100)
+    plt.close(figure)
+    return {"naive_mae": naive_mae, "seasonal_naive_mae": float(np.abs(seasonal - truth).mean()),
+            "mae_vs_naive": float(np.abs(predicted - truth).mean()) / naive_mae}
+
+
+def read_inputs(paths: list[str], config=None) -> np.ndarray:
+    """CSV files of recent history (the one numeric column, gaps filled) -> [batch, steps, 1]."""
+    windows = [_fill_gaps(_read_column(Path(path), "")[0], path)[0] for path in paths]
+    if len({len(window) for window in windows}) != 1:
+        raise DataError(f"{', '.join(paths)}: give histories of equal length in one call.")
+    return np.stack(windows).astype("float32")[..., np.newaxis]
+
+
+APP = App(
+    name="forecast",
+    summary="the next steps of a time series from a window of its past",
+    task="forecasting",
+    models=("lstm_forecaster", "gru_forecaster", "simple_rnn_forecaster"),
+    load_data=load_data,
+    build_model=build_model,
+    loss="mse",
+    metrics=("mae",),
+    signatures={"serving_default": Signature(tf.TensorSpec([None, None, 1], tf.float32, "window"))},
+    read_inputs=read_inputs,
+    config_class=ForecastConfig,
+    extra_report=extra_report,
+    defaults={"model": "lstm_forecaster", "epochs": 100, "batch_size": 32, "patience": 15,
+              "augment": False},
+)
