@@ -3,19 +3,27 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist forecast
+APPS := mnist forecast speech
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test list bench clean $(addprefix train-,$(APPS))
+.PHONY: setup test list bench clean data-speech espeak $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+# espeak-ng speaks the offline speech dataset; Debian's package, installed where missing.
+espeak:
+	@command -v espeak-ng >/dev/null || { apt-get update -qq && apt-get install -y -qq espeak-ng; } \
+	  || echo "could not install espeak-ng (try: sudo apt-get install espeak-ng)"
+
+$(INSTALLED): pyproject.toml | espeak
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
 	touch $@
+
+data-speech: $(INSTALLED) espeak
+	$(PYTHON) -m apps.speech_corpus
 
 $(addprefix train-,$(APPS)): train-%: $(INSTALLED)
 	$(PYTHON) -m apps $* train $(ARGS)

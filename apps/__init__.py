@@ -2,7 +2,7 @@
 
 import importlib
 
-APP_NAMES = ("mnist", "forecast")
+APP_NAMES = ("mnist", "forecast", "speech")
 
 
 def get_app(name: str):

@@ -7,9 +7,15 @@ from zoo.outputs import classification_output
 from zoo.registry import register_model
 
 
+def _batch_norm(**options):
+    """BatchNorm whose moving statistics settle within an epoch or two of a small dataset
+    (Keras' default momentum of 0.99 needs hundreds of steps; 0.9 is PyTorch's and timm's)."""
+    return layers.BatchNormalization(momentum=0.9, **options)
+
+
 def _conv_bn_relu(x, filters, kernel_size=3, strides=1):
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = _batch_norm()(x)
     return layers.Activation("relu")(x)
 
 
@@ -41,10 +47,10 @@ def _residual_block(x, filters, strides):
     shortcut = x
     x = _conv_bn_relu(x, filters, strides=strides)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization(gamma_initializer="zeros")(x)
+    x = _batch_norm(gamma_initializer="zeros")(x)
     if strides != 1 or shortcut.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(shortcut)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = _batch_norm()(shortcut)
     return layers.Activation("relu")(layers.Add()([shortcut, x]))
 
 
@@ -63,3 +69,35 @@ def resnet_cnn(input_shape=(32, 32, 3), num_classes=10, stage_filters=(32, 64, 1
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="resnet_cnn")
+
+
+_SPEECH_INPUTS = "float32 [batch, frames, mel_bins, 1] normalised log-mel spectrogram"
+
+
+@register_model(task="audio_classification", inputs=_SPEECH_INPUTS)
+def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), dropout_rate=0.3):
+    """A keyword-spotting CNN on log-mel spectrograms: conv-BN-relu-pool stages, global pooling."""
+    inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
+    x = inputs
+    for stage_filters in filters:
+        x = _conv_bn_relu(x, stage_filters)
+        x = _conv_bn_relu(x, stage_filters)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return keras.Model(inputs, classification_output(num_classes)(x), name="speech_cnn")
+
+
+@register_model(task="audio_classification", inputs=_SPEECH_INPUTS)
+def speech_ds_cnn(input_shape=(101, 40, 1), num_classes=12, filters=64, num_blocks=4,
+                  dropout_rate=0.2):
+    """DS-CNN ("Hello Edge", Zhang et al. 2017): a strided conv, then depthwise-separable blocks."""
+    inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
+    x = _conv_bn_relu(inputs, filters, kernel_size=(10, 4), strides=2)
+    for _ in range(num_blocks):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = layers.Activation("relu")(_batch_norm()(x))
+        x = _conv_bn_relu(x, filters, kernel_size=1)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return keras.Model(inputs, classification_output(num_classes)(x), name="speech_ds_cnn")

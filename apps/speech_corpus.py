@@ -1,0 +1,119 @@
+"""Generates an offline keyword-spotting dataset in the Speech Commands layout with espeak-ng.
+
+The ten command words and a set of other ("unknown") words are spoken by many espeak-ng voices
+(accent x voice variant) at random speeds, pitches and loudness, mixed with a little noise, and
+written as one-second 16 kHz mono WAVs in one folder per word, with `_background_noise_/` and
+`validation_list.txt` / `testing_list.txt`. The split is by voice variant: the validation and test
+variants are never heard in training.
+
+    python -m apps.speech_corpus [--out data/generated/speech_commands]
+"""
+
+import argparse
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from apps.data import REPO_ROOT, DataError
+
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one",
+               "two", "three", "four", "five", "learn", "follow", "forward", "visual")
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+           "en-029", "en-us-nyc")
+TRAIN_VARIANTS = ("m1", "m2", "m3", "m5", "m6", "f1", "f2", "f4", "adam", "Alex", "john",
+                  "linda", "max", "paul", "anika", "belinda")
+VALIDATION_VARIANTS = ("m4", "f5", "edward")
+TEST_VARIANTS = ("m7", "f3", "david", "Andrea")
+TAKES_PER_COMMAND = 2
+SAMPLE_RATE = 16000
+DEFAULT_DIR = REPO_ROOT / "data" / "generated" / "speech_commands"
+
+
+def write_wav(path: Path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """float waveform in [-1, 1] -> 16-bit mono PCM WAV."""
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes((np.clip(waveform, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def _speak(word: str, voice: str, rng: np.random.Generator, scratch: Path) -> np.ndarray:
+    """One utterance as a float32 16 kHz waveform, padded or trimmed to one second."""
+    raw = scratch / "utterance.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rng.integers(120, 200)),
+                    "-p", str(rng.integers(20, 80)), "-w", str(raw), word], check=True)
+    with wave.open(str(raw)) as handle:
+        rate = handle.getframerate()
+        samples = np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768.0
+    gcd = np.gcd(rate, SAMPLE_RATE)
+    samples = signal.resample_poly(samples, SAMPLE_RATE // gcd, rate // gcd)
+    spoken = np.flatnonzero(np.abs(samples) > 0.02)
+    samples = samples[spoken[0] : spoken[-1] + 1] if len(spoken) else samples
+    clip = np.zeros(SAMPLE_RATE)
+    offset = rng.integers(0, max(1, SAMPLE_RATE - len(samples)))
+    clip[offset : offset + len(samples)] = samples[:SAMPLE_RATE]
+    clip *= rng.uniform(0.3, 1.0) / max(np.abs(clip).max(), 1e-6)
+    return (clip + rng.uniform(0.0, 0.02) * rng.standard_normal(SAMPLE_RATE)).astype("float32")
+
+
+def _noises(rng: np.random.Generator, seconds: int = 60) -> dict[str, np.ndarray]:
+    """White, pink and brown noise, like the recordings in Speech Commands' noise folder."""
+    white = rng.standard_normal(SAMPLE_RATE * seconds)
+    spectrum = np.fft.rfft(white)
+    frequencies = np.maximum(np.fft.rfftfreq(len(white)), 1.0 / len(white))
+    pink = np.fft.irfft(spectrum / np.sqrt(frequencies), len(white))
+    brown = np.fft.irfft(spectrum / frequencies, len(white))
+    return {name: 0.5 * noise / np.abs(noise).max()
+            for name, noise in (("white_noise", white), ("pink_noise", pink),
+                                ("brown_noise", brown))}
+
+
+def generate(out_dir: Path = DEFAULT_DIR, seed: int = 0) -> Path:
+    """Writes the dataset to `out_dir` (through a temporary folder renamed into place)."""
+    if shutil.which("espeak-ng") is None:
+        raise DataError("espeak-ng is not installed: run `make setup` (it installs it) or "
+                        "`apt-get install espeak-ng`, or give --data PATH to a Speech Commands "
+                        "folder.")
+    rng = np.random.default_rng(seed)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".speech-", dir=out_dir.parent))
+    lists = {"validation": [], "testing": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for variants, split in ((TRAIN_VARIANTS, None), (VALIDATION_VARIANTS, "validation"),
+                                (TEST_VARIANTS, "testing")):
+            for variant in variants:
+                for accent in ACCENTS:
+                    voice = f"{accent}+{variant}"
+                    words = [w for w in COMMANDS for _ in range(TAKES_PER_COMMAND)]
+                    words += list(rng.choice(OTHER_WORDS, size=3, replace=False))
+                    for take, word in enumerate(words):
+                        name = f"{word}/{voice.replace('+', '_')}_nohash_{take}.wav"
+                        (staging / word).mkdir(exist_ok=True)
+                        write_wav(staging / name, _speak(word, voice, rng, Path(scratch)))
+                        if split:
+                            lists[split].append(name)
+    (staging / "_background_noise_").mkdir()
+    for name, noise in _noises(rng).items():
+        write_wav(staging / "_background_noise_" / f"{name}.wav", noise)
+    for split, names in lists.items():
+        (staging / f"{split}_list.txt").write_text("\n".join(names) + "\n")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="dataset folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args()
+    print(f"wrote {generate(arguments.out, arguments.seed)}")
