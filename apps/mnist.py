@@ -75,7 +75,7 @@ def augmentation(config) -> keras.Sequential:
     ], name="augmentation")
 
 
-def read_inputs(paths: list[str], config=None) -> np.ndarray:
+def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """Image files -> uint8 [batch, 28, 28]: grey, resized, dark background like MNIST."""
     batch = []
     for path in paths:
@@ -87,7 +87,7 @@ def read_inputs(paths: list[str], config=None) -> np.ndarray:
         if image.mean() > 127:
             image = 255 - image
         batch.append(np.clip(image, 0, 255).astype("uint8"))
-    return np.stack(batch)
+    return paths, np.stack(batch)
 
 
 APP = App(

@@ -17,7 +17,7 @@ PACKAGES = ("tensorflow", "keras", "keras-hub", "tensorflow-datasets", "tensorfl
             "jax")
 
 
-def _package_versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
     versions = {}
     for package in PACKAGES:
         try:
@@ -32,7 +32,7 @@ def write_config(path: Path, app, config) -> None:
         "app": app.name,
         "options": dataclasses.asdict(config),
         "python": platform.python_version(),
-        "packages": _package_versions(),
+        "packages": package_versions(),
     }, indent=2) + "\n")
 
 
@@ -101,7 +101,7 @@ def _plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> N
 def _model_card(app, config, metrics: dict) -> str:
     signature = app.signatures["serving_default"].input_spec
     headline = {key: value for key, value in metrics.items()
-                if key.startswith("test_") or key.endswith("_mae")}
+                if key.startswith("test_") or key.endswith(("_mae", "_accuracy"))}
     outputs = ("`probabilities` [batch, num_classes], `class_id`, `class_name`"
                if app.is_classifier else "`forecast` [batch, horizon] in original units")
     lines = [

@@ -18,9 +18,11 @@ import tensorflow as tf
 from apps import export, report
 from apps.app import App, DataSplits
 from apps.data import DataError
+from apps.finetune import find_backbone, parse_fine_tune, unfreeze_top
 
 AUTOTUNE = tf.data.AUTOTUNE
 _JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+BEST_WEIGHTS = "best.weights.h5"
 
 
 class RunError(ValueError):
@@ -43,7 +45,7 @@ def _carve_validation(splits: DataSplits, fraction: float, seed: int, train_size
     return shuffled.skip(validation_size), shuffled.take(validation_size)
 
 
-def _pipeline(dataset, batch_size, seed=None, augmentation=None):
+def input_pipeline(dataset, batch_size, seed=None, augmentation=None):
     """Cache, shuffle (training only, seeded), batch, augment (training only), prefetch."""
     dataset = dataset.cache()
     if seed is not None:
@@ -117,36 +119,37 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
             os.replace(partial, self.path)
 
 
-def _committed_history(run_dir: Path) -> list[dict]:
-    """The history of the epochs the last backup holds, with rows of any later epoch dropped.
+def _committed_history(run_dir: Path, backup_dir: Path, committed: int) -> list[dict]:
+    """The history of the epochs the phase's last backup holds (at least `committed`, the epochs
+    of finished phases), with rows of any later epoch dropped.
 
     CSVLogger writes an epoch's row just before BackupAndRestore saves that epoch; a run killed
     in between retrains the epoch on resume, so its first row must go.
     """
     history = report.read_history(run_dir / "history.csv")
-    metadata = run_dir / "backup" / "training_metadata.json"
-    committed = json.loads(metadata.read_text())["epoch"] if metadata.exists() else 0
+    metadata = backup_dir / "training_metadata.json"
+    if metadata.exists():
+        committed = json.loads(metadata.read_text())["epoch"]
     kept = [row for row in history if row["epoch"] < committed]
     if len(kept) != len(history):
         report.write_history(run_dir / "history.csv", kept)
     return kept
 
 
-def _callbacks(run_dir: Path, config, history: list[dict]):
+def _callbacks(run_dir: Path, backup_dir: Path, config, history: list[dict]):
     best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
-    best = BestWeightsCheckpoint(run_dir / "best.weights.h5", best_loss)
-    return best.path, [
+    return [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        best,
+        BestWeightsCheckpoint(run_dir / BEST_WEIGHTS, best_loss),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs")),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
     ]
 
 
-def _load_splits(app: App, config) -> tuple[DataSplits, dict[str, int]]:
+def load_splits(app: App, config) -> tuple[DataSplits, dict[str, int]]:
     """The app's data with a validation split carved where it has none; refuses empty splits."""
     splits = app.load_data(config)
     print(f"[{app.name}] data: {splits.source}", flush=True)
@@ -165,15 +168,44 @@ def _load_splits(app: App, config) -> tuple[DataSplits, dict[str, int]]:
     return splits, sizes
 
 
-def _compiled_model(app: App, config, splits: DataSplits, train_size: int):
-    model = app.build_model(config, splits)
-    steps_per_epoch = math.ceil(train_size / config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        config.learning_rate, decay_steps=steps_per_epoch * config.epochs, alpha=0.01)
+def compile_model(model, app: App, config, learning_rate: float, decay_steps: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=app.loss,
                   metrics=list(app.metrics), jit_compile=_JIT_COMPILE[config.jit_compile],
                   steps_per_execution=config.steps_per_execution)
-    return model
+
+
+def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_epoch: int):
+    """Phase "head" (`--epochs`; the backbone frozen, if the model has one), then phase
+    "fine_tune" (`--fine-tune-epochs` with the backbone's top `--fine-tune` layers unfrozen at
+    `--fine-tune-learning-rate-ratio` times the learning rate). Each phase resumes on its own
+    backup; a finished phase leaves a marker and is not run again."""
+    backbone = find_backbone(model)
+    unfrozen_layers = parse_fine_tune(config.fine_tune)
+    phases = [("head", config.epochs, config.learning_rate)]
+    if backbone is not None:
+        backbone.trainable = False
+        if unfrozen_layers != 0 and config.fine_tune_epochs > 0:
+            phases.append(("fine_tune", config.fine_tune_epochs,
+                           config.learning_rate * config.fine_tune_learning_rate_ratio))
+    finished_epochs = 0
+    for name, epochs, learning_rate in phases:
+        marker = run_dir / f"phase_{name}.json"
+        if name == "fine_tune":
+            unfreeze_top(backbone, unfrozen_layers)
+            model.load_weights(run_dir / BEST_WEIGHTS)
+        if marker.exists():
+            finished_epochs = json.loads(marker.read_text())["epochs"]
+            continue
+        backup_dir = run_dir / f"backup_{name}"
+        history = _committed_history(run_dir, backup_dir, finished_epochs)
+        compile_model(model, app, config, learning_rate, steps_per_epoch * epochs)
+        model.fit(data[0], validation_data=data[1], initial_epoch=finished_epochs,
+                  epochs=finished_epochs + epochs, shuffle=False, verbose=2,
+                  callbacks=_callbacks(run_dir, backup_dir, config, history))
+        finished_epochs = len(report.read_history(run_dir / "history.csv"))
+        marker.write_text(json.dumps({"epochs": finished_epochs}))
+    model.load_weights(run_dir / BEST_WEIGHTS)
 
 
 def _test_metrics(app: App, model, splits: DataSplits, test_data) -> dict:
@@ -201,19 +233,15 @@ def train(app: App, config) -> dict:
     report.write_config(run_dir / "config.json", app, config)
     keras.utils.set_random_seed(config.seed)
     device, strategy = _device_setup(config)
-    splits, sizes = _load_splits(app, config)
-    with strategy.scope():
-        model = _compiled_model(app, config, splits, sizes["train"])
+    splits, sizes = load_splits(app, config)
     augmentation = app.augmentation(config) if app.augmentation and config.augment else None
-    train_data = _pipeline(splits.train, config.batch_size, config.seed, augmentation)
-    validation_data = _pipeline(splits.validation, config.batch_size)
-    test_data = _pipeline(splits.test, config.batch_size)
-
-    best_path, callbacks = _callbacks(run_dir, config, _committed_history(run_dir))
-    model.fit(train_data, validation_data=validation_data, epochs=config.epochs,
-              callbacks=callbacks, shuffle=False, verbose=2)
-    if best_path.exists():
-        model.load_weights(best_path)
+    train_data = input_pipeline(splits.train, config.batch_size, config.seed, augmentation)
+    validation_data = input_pipeline(splits.validation, config.batch_size)
+    test_data = input_pipeline(splits.test, config.batch_size)
+    with strategy.scope():
+        model = app.build_model(config, splits)
+        _fit_phases(app, config, model, run_dir, (train_data, validation_data),
+                    math.ceil(sizes["train"] / config.batch_size))
     model.save(run_dir / "model.keras")
 
     history = report.read_history(run_dir / "history.csv")

@@ -206,9 +206,9 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     return {}
 
 
-def read_inputs(paths: list[str], config=None) -> np.ndarray:
+def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """WAV files -> float32 [batch, 16000]."""
-    return np.stack([read_wav(Path(path)) for path in paths])
+    return paths, np.stack([read_wav(Path(path)) for path in paths])
 
 
 APP = App(

@@ -28,11 +28,12 @@ def run_cli(*args: str, timeout: int = 600):
 
 SERVE_IN_FRESH_PROCESS = """
 import sys, numpy as np, tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops that text exports use
 export_dir, input_path, output_path = sys.argv[1:]
 loaded = tf.saved_model.load(export_dir)
 serve = loaded.signatures["serving_default"]
 name = list(serve.structured_input_signature[1])[0]
-raw = np.load(input_path)
+raw = np.load(input_path, allow_pickle=True)
 outputs = serve(**{name: tf.constant(raw)})
 np.savez(output_path, **{key: value.numpy() for key, value in outputs.items()})
 """

@@ -197,8 +197,11 @@ def test_missing_data_path_is_a_one_line_error():
 def test_unknown_app_and_flag_exit_2_with_one_line():
     unknown_app = run_cli("imagenet", "train")
     assert unknown_app.returncode == 2
+    from apps import APP_NAMES
+
     assert unknown_app.stderr.strip() == (
-        "python -m apps: error: unknown app 'imagenet'; choose one of: list, mnist (see --help)")
+        f"python -m apps: error: unknown app 'imagenet'; choose one of: list, "
+        f"{', '.join(APP_NAMES)} (see --help)")
     unknown_flag = run_cli("mnist", "train", "--epochz", "3")
     assert unknown_flag.returncode == 2
     assert len(unknown_flag.stderr.strip().splitlines()) == 1

