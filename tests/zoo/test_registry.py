@@ -1,6 +1,7 @@
 """The registry: names, descriptions, options and their errors."""
 
 import keras
+import numpy as np
 import pytest
 
 import zoo
@@ -80,3 +81,37 @@ def test_recurrent_defaults_keep_the_cudnn_conditions():
         assert not layer.unroll and layer.cell.use_bias
         assert layer.use_cudnn == "auto"
         assert cell == "LSTM" or layer.cell.reset_after
+
+
+def test_image_transfer_refuses_to_fall_back_to_random_weights(monkeypatch):
+    from zoo import transfer
+
+    def offline(**options):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: no network")
+
+    monkeypatch.setitem(transfer.IMAGE_BACKBONES, "mobilenet_v2", (offline, "minus_one_to_one"))
+    with pytest.raises(ValueError, match=r"could not be downloaded .*~/.keras/models/.*weights=PATH"):
+        zoo.build("image_transfer", weights="imagenet")
+
+
+def test_image_transfer_loads_a_local_weights_file(tmp_path):
+    source = zoo.build("image_transfer", backbone="mobilenet_v3_small", input_shape=(96, 96, 3))
+    backbone = source.get_layer("backbone")
+    backbone.save_weights(tmp_path / "backbone.weights.h5")
+    loaded = zoo.build("image_transfer", backbone="mobilenet_v3_small", input_shape=(96, 96, 3),
+                       weights=str(tmp_path / "backbone.weights.h5"))
+    for expected, actual in zip(backbone.get_weights(), loaded.get_layer("backbone").get_weights()):
+        np.testing.assert_array_equal(expected, actual)
+    with pytest.raises(ValueError, match="no such file"):
+        zoo.build("image_transfer", weights=str(tmp_path / "missing.h5"))
+    with pytest.raises(ValueError, match="Unknown image backbone 'vgg99'"):
+        zoo.build("image_transfer", backbone="vgg99")
+
+
+def test_resnet50_gets_caffe_preprocessing_inside_the_model():
+    model = zoo.build("image_transfer", backbone="resnet50", input_shape=(64, 64, 3))
+    assert type(model.layers[1]).__name__ == "CaffePreprocessing"
+    pixels = np.full((1, 2, 2, 3), [10.0, 20.0, 30.0], dtype="float32")
+    bgr_centred = model.layers[1](pixels)
+    np.testing.assert_allclose(bgr_centred[0, 0, 0], [30 - 103.939, 20 - 116.779, 10 - 123.68],
+                               rtol=1e-5)
