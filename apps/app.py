@@ -40,8 +40,9 @@ class App:
 
     `build_model(config, splits)` returns a Keras model from raw input to outputs, with its
     preprocessing adapted on `splits.train`. `read_inputs(inputs)` turns what `predict` is given
-    into `(names, batch)`: a name per row and a batch for the `serving_default` signature. `augmentation(config)` returns layers the
-    runner applies to training batches in the tf.data pipeline (so they never reach the export).
+    into `(names, batch)`: a name per row and a batch for the `serving_default` signature.
+    `augmentation(config)` returns layers the runner applies to training batches in the tf.data
+    pipeline (so they never reach the export).
     `extra_report(model, splits, run_dir, config)` may add metrics and plots.
     """
 

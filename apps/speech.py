@@ -16,20 +16,19 @@ import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
-from scipy import signal
 
 import zoo
 from apps.app import App, DataSplits, Signature
 from apps.data import DataError, load_tfds, resolve_source
-from apps.speech_corpus import COMMANDS, DEFAULT_DIR, SAMPLE_RATE, generate
+from apps.speech_corpus import COMMANDS, DEFAULT_DIR, SAMPLE_RATE, generate, to_sample_rate
 
 CLASS_NAMES = [*COMMANDS, "silence", "unknown"]
 NOISE_FOLDER = "_background_noise_"
 SILENCE_FRACTION = 0.1
 
 
-def read_wav(path: Path) -> np.ndarray:
-    """A WAV file as float32 mono 16 kHz, one second: down-mixed, resampled, padded or trimmed."""
+def read_audio(path: Path) -> np.ndarray:
+    """A PCM WAV file of any length as float32 mono 16 kHz: down-mixed and resampled."""
     try:
         with wave.open(str(path)) as handle:
             channels, width, rate = (handle.getnchannels(), handle.getsampwidth(),
@@ -42,10 +41,12 @@ def read_wav(path: Path) -> np.ndarray:
     dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
     samples = np.frombuffer(frames, dtype).astype("float64")
     samples = (samples - 128) / 128 if width == 1 else samples / 2 ** (8 * width - 1)
-    samples = samples.reshape(-1, channels).mean(axis=1)
-    if rate != SAMPLE_RATE:
-        gcd = np.gcd(rate, SAMPLE_RATE)
-        samples = signal.resample_poly(samples, SAMPLE_RATE // gcd, rate // gcd)
+    return to_sample_rate(samples.reshape(-1, channels).mean(axis=1), rate).astype("float32")
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """A WAV file as one second of float32 mono 16 kHz audio, padded or trimmed."""
+    samples = read_audio(path)
     clip = np.zeros(SAMPLE_RATE, dtype="float32")
     clip[: min(len(samples), SAMPLE_RATE)] = samples[:SAMPLE_RATE]
     return clip
@@ -65,25 +66,15 @@ def _which_split(relative_name: str, validation: set, testing: set) -> str:
 def _silence(folder: Path, counts: dict, rng: np.random.Generator) -> dict:
     """One-second chunks of the background-noise recordings at random gains, as the silence class
     (about SILENCE_FRACTION of each split, as in the Speech Commands benchmark)."""
-    noises = [read_wav_long(path) for path in sorted((folder / NOISE_FOLDER).glob("*.wav"))]
-    chunks = {}
+    noises = [read_audio(path) for path in sorted((folder / NOISE_FOLDER).glob("*.wav"))]
+    noises = [noise for noise in noises if len(noise) > SAMPLE_RATE]
+    chunks = {split: [] for split in counts}
     for split, count in counts.items():
-        size = int(count * SILENCE_FRACTION)
-        picks = [noises[rng.integers(len(noises))] for _ in range(size)] if noises else []
-        chunks[split] = [noise[start : start + SAMPLE_RATE] * rng.uniform(0, 0.5)
-                         for noise in picks
-                         for start in [rng.integers(0, len(noise) - SAMPLE_RATE)]]
+        for _ in range(int(count * SILENCE_FRACTION) if noises else 0):
+            noise = noises[rng.integers(len(noises))]
+            start = rng.integers(0, len(noise) - SAMPLE_RATE)
+            chunks[split].append(noise[start : start + SAMPLE_RATE] * rng.uniform(0, 0.5))
     return chunks
-
-
-def read_wav_long(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as handle:
-        rate = handle.getframerate()
-        samples = np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768.0
-    if rate != SAMPLE_RATE:
-        gcd = np.gcd(rate, SAMPLE_RATE)
-        samples = signal.resample_poly(samples, SAMPLE_RATE // gcd, rate // gcd)
-    return samples.astype("float32")
 
 
 def load_folder(folder: Path, seed: int) -> tuple[dict, int]:
@@ -119,8 +110,8 @@ def load_folder(folder: Path, seed: int) -> tuple[dict, int]:
 
 
 def _pairs(waveforms: list, labels: list) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((np.array(waveforms, dtype="float32").reshape(-1, SAMPLE_RATE),
-                                               np.array(labels, dtype="int64")))
+    waveforms = np.array(waveforms, dtype="float32").reshape(-1, SAMPLE_RATE)
+    return tf.data.Dataset.from_tensor_slices((waveforms, np.array(labels, dtype="int64")))
 
 
 def _from_tfds(audio, label):

@@ -44,6 +44,14 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) 
         handle.writeframes((np.clip(waveform, -1, 1) * 32767).astype("<i2").tobytes())
 
 
+def to_sample_rate(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Resamples `samples` recorded at `rate` Hz to 16 kHz (polyphase, anti-aliased)."""
+    if rate == SAMPLE_RATE:
+        return samples
+    gcd = np.gcd(rate, SAMPLE_RATE)
+    return signal.resample_poly(samples, SAMPLE_RATE // gcd, rate // gcd)
+
+
 def _speak(word: str, voice: str, rng: np.random.Generator, scratch: Path) -> np.ndarray:
     """One utterance as a float32 16 kHz waveform, padded or trimmed to one second."""
     raw = scratch / "utterance.wav"
@@ -52,8 +60,7 @@ def _speak(word: str, voice: str, rng: np.random.Generator, scratch: Path) -> np
     with wave.open(str(raw)) as handle:
         rate = handle.getframerate()
         samples = np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768.0
-    gcd = np.gcd(rate, SAMPLE_RATE)
-    samples = signal.resample_poly(samples, SAMPLE_RATE // gcd, rate // gcd)
+    samples = to_sample_rate(samples, rate)
     spoken = np.flatnonzero(np.abs(samples) > 0.02)
     samples = samples[spoken[0] : spoken[-1] + 1] if len(spoken) else samples
     clip = np.zeros(SAMPLE_RATE)

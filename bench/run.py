@@ -2,7 +2,8 @@
 
 For each workload: compile + first-epoch seconds, steady-state samples/s (epochs after the first),
 the process's peak resident memory so far (it only grows), backend, device, batch size and
-package versions, written to bench/results.json and printed as a table. `--jit-compile` and `--batch-size` compare levers.
+package versions, written to bench/results.json and printed as a table. `--jit-compile` and
+`--batch-size` compare levers.
 
     python -m bench.run [--apps mnist speech] [--epochs 3] [--jit-compile auto|on|off]
 """

@@ -58,3 +58,14 @@ def read_json(path: Path):
 def run_paths(tmp_path):
     """Options that keep a test's run directory and exports inside its tmp_path."""
     return {"run_dir": str(tmp_path / "run"), "export_dir": str(tmp_path / "exports")}
+
+
+def train_on_sample(app, folder, **overrides):
+    """Trains `app` on its shipped sample with run and export folders under `folder`; returns
+    the resolved config and the metrics, for module-scoped fixtures that share one run."""
+    from apps.config import resolve_config
+    from apps.runner import train
+
+    config = resolve_config(app, data="sample", run_dir=str(folder / "run"),
+                            export_dir=str(folder / "exports"), **overrides)
+    return config, train(app, config)

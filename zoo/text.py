@@ -54,7 +54,8 @@ def _encoder_block(x, num_heads, feed_forward_dim, dropout_rate):
     """
     key_dim = x.shape[-1] // num_heads
     attention = layers.MultiHeadAttention(num_heads, key_dim, dropout=dropout_rate)(x, x)
-    x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, layers.Dropout(dropout_rate)(attention)]))
+    attention = layers.Dropout(dropout_rate)(attention)
+    x = layers.LayerNormalization(epsilon=1e-6)(layers.Add()([x, attention]))
     feed_forward = layers.Dense(feed_forward_dim, activation="gelu")(x)
     feed_forward = layers.Dense(x.shape[-1])(feed_forward)
     return layers.LayerNormalization(epsilon=1e-6)(

@@ -11,17 +11,14 @@ from apps.config import resolve_config
 from apps.data import DataError
 from apps.forecast import SAMPLE_CSV, baselines, load_data
 from apps.runner import train
-from tests.conftest import REPO_ROOT, read_json, run_cli, serve_in_fresh_process
+from tests.conftest import REPO_ROOT, read_json, run_cli, serve_in_fresh_process, train_on_sample
 
 APP = get_app("forecast")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("forecast")
-    config = resolve_config(APP, data="sample", epochs=8, run_dir=str(root / "run"),
-                            export_dir=str(root / "exports"))
-    return config, train(APP, config)
+    return train_on_sample(APP, tmp_path_factory.mktemp("forecast"), epochs=8)
 
 
 def test_short_run_reports_model_and_baselines(trained):

@@ -18,7 +18,7 @@ from apps.config import resolve_config
 from apps.data import DataError
 from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE
 from apps.runner import RunError, train
-from tests.conftest import REPO_ROOT, read_json, run_cli, serve_in_fresh_process
+from tests.conftest import REPO_ROOT, read_json, run_cli, serve_in_fresh_process, train_on_sample
 
 APP = get_app("mnist")
 
@@ -26,10 +26,7 @@ APP = get_app("mnist")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One short mnist_cnn run on the shipped sample, shared by the tests that inspect it."""
-    root = tmp_path_factory.mktemp("mnist")
-    config = resolve_config(APP, data="sample", epochs=3, run_dir=str(root / "run"),
-                            export_dir=str(root / "exports"))
-    return config, train(APP, config)
+    return train_on_sample(APP, tmp_path_factory.mktemp("mnist"), epochs=3)
 
 
 def sample_test_digits(count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +239,8 @@ def test_finished_run_dir_is_not_overwritten(trained):
 
 
 def _history_epochs(run_dir):
-    rows = (run_dir / "history.csv").read_text().split()[1:] if (run_dir / "history.csv").exists() else []
+    history = run_dir / "history.csv"
+    rows = history.read_text().split()[1:] if history.exists() else []
     return [int(row.split(",")[0]) for row in rows]
 
 

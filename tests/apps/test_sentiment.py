@@ -14,7 +14,7 @@ from apps.data import DataError
 from apps.finetune import find_backbone
 from apps.runner import train
 from apps.sentiment import load_data
-from tests.conftest import REPO_ROOT, run_cli, serve_in_fresh_process
+from tests.conftest import REPO_ROOT, run_cli, serve_in_fresh_process, train_on_sample
 
 APP = get_app("sentiment")
 REVIEWS = ["An absolute delight, funny and warm from the first scene to the last.",
@@ -23,10 +23,7 @@ REVIEWS = ["An absolute delight, funny and warm from the first scene to the last
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sentiment")
-    config = resolve_config(APP, data="sample", run_dir=str(root / "run"),
-                            export_dir=str(root / "exports"))
-    return config, train(APP, config)
+    return train_on_sample(APP, tmp_path_factory.mktemp("sentiment"))
 
 
 @pytest.mark.slow

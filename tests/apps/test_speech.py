@@ -12,7 +12,7 @@ from apps.config import resolve_config
 from apps.data import DataError
 from apps.runner import train
 from apps.speech import CLASS_NAMES, load_folder, read_wav
-from tests.conftest import REPO_ROOT, run_cli, serve_in_fresh_process
+from tests.conftest import REPO_ROOT, run_cli, serve_in_fresh_process, train_on_sample
 
 APP = get_app("speech")
 
@@ -20,10 +20,7 @@ APP = get_app("speech")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The default model trained on the generated dataset (generated here on first use)."""
-    root = tmp_path_factory.mktemp("speech")
-    config = resolve_config(APP, data="sample", run_dir=str(root / "run"),
-                            export_dir=str(root / "exports"))
-    return config, train(APP, config)
+    return train_on_sample(APP, tmp_path_factory.mktemp("speech"))
 
 
 @pytest.mark.slow
