@@ -200,9 +200,18 @@ def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_e
         backup_dir = run_dir / f"backup_{name}"
         history = _committed_history(run_dir, backup_dir, finished_epochs)
         compile_model(model, app, config, learning_rate, steps_per_epoch * epochs)
-        model.fit(data[0], validation_data=data[1], initial_epoch=finished_epochs,
-                  epochs=finished_epochs + epochs, shuffle=False, verbose=2,
-                  callbacks=_callbacks(run_dir, backup_dir, config, history))
+        try:
+            model.fit(data[0], validation_data=data[1], initial_epoch=finished_epochs,
+                      epochs=finished_epochs + epochs, shuffle=False, verbose=2,
+                      callbacks=_callbacks(run_dir, backup_dir, config, history))
+        except RuntimeError as error:
+            if "NaN or Inf loss" not in str(error):
+                raise
+            raise RunError(
+                f"training diverged in epoch {len(history) + 1} ({error}). Nothing was exported; "
+                f"{run_dir} keeps the last finished epoch's backup and the best weights "
+                f"({BEST_WEIGHTS}). Re-run with a lower --learning-rate and a new --run-dir."
+            ) from error
         finished_epochs = len(report.read_history(run_dir / "history.csv"))
         marker.write_text(json.dumps({"epochs": finished_epochs}))
     model.load_weights(run_dir / BEST_WEIGHTS)

@@ -1,5 +1,6 @@
 """The MNIST app end to end: data sources, training, report, export, predict, errors, resume."""
 
+import dataclasses
 import gzip
 import json
 import signal
@@ -272,3 +273,18 @@ def test_killed_run_resumes_from_the_last_finished_epoch(tmp_path):
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["resumed"] is True and metrics["epochs_trained"] == 6
     assert metrics["test_accuracy"] >= 0.9
+
+
+def test_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints(tmp_path, run_paths):
+    def poisoned_model(config, splits):
+        model = APP.build_model(config, splits)
+        pixels = keras.Input(shape=(28, 28, 1), name="pixels")
+        return keras.Model(pixels, keras.layers.Rescaling(float("nan"))(model(pixels)))
+
+    app = dataclasses.replace(APP, build_model=poisoned_model)
+    with pytest.raises(RunError, match=r"training diverged in epoch 1 \(NaN or Inf loss.*"
+                                       r"--learning-rate and a new --run-dir"):
+        train(app, resolve_config(app, data="sample", model="mnist_mlp", epochs=2, **run_paths))
+    assert not (tmp_path / "exports").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert (tmp_path / "run" / "config.json").exists()
