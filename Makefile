@@ -3,7 +3,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist forecast speech sentiment
+APPS := mnist vision sentiment speech forecast
 ARGS ?=
 PYTEST_ARGS ?=
 

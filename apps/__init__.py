@@ -2,7 +2,7 @@
 
 import importlib
 
-APP_NAMES = ("mnist", "forecast", "speech", "sentiment")
+APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast")
 
 
 def get_app(name: str):

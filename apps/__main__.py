@@ -53,8 +53,8 @@ def _predict(app, arguments) -> None:
     from apps.export import resolve_version_dir
 
     version_dir = resolve_version_dir(arguments.model_dir)
-    serve = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
-    input_name = app.signatures["serving_default"].input_spec.name
+    serve = tf.saved_model.load(str(version_dir)).signatures[app.predict_signature]
+    input_name = app.signatures[app.predict_signature].input_spec.name
     sources, batch = app.read_inputs(arguments.inputs)
     outputs = serve(**{input_name: tf.constant(batch)})
     for index, source in enumerate(sources):

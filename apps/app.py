@@ -28,10 +28,11 @@ class DataSplits:
 
 @dataclasses.dataclass(frozen=True)
 class Signature:
-    """One serving signature: the raw input it accepts and how it becomes the model's input."""
+    """One serving signature: the raw input it accepts and how it becomes the model's input
+    (`to_model_input(raw, model)`, e.g. decoding and resizing to the model's input size)."""
 
     input_spec: tf.TensorSpec
-    to_model_input: Callable[[tf.Tensor], tf.Tensor] = lambda raw: raw
+    to_model_input: Callable[[tf.Tensor, Any], tf.Tensor] = lambda raw, model: raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +41,7 @@ class App:
 
     `build_model(config, splits)` returns a Keras model from raw input to outputs, with its
     preprocessing adapted on `splits.train`. `read_inputs(inputs)` turns what `predict` is given
-    into `(names, batch)`: a name per row and a batch for the `serving_default` signature.
+    into `(names, batch)`: a name per row and a batch for the `predict_signature`.
     `augmentation(config)` returns layers the runner applies to training batches in the tf.data
     pipeline (so they never reach the export).
     `extra_report(model, splits, run_dir, config)` may add metrics and plots.
@@ -59,6 +60,7 @@ class App:
     config_class: type = TrainConfig
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     augmentation: Callable[[Any], Any] | None = None
+    predict_signature: str = "serving_default"
     extra_report: Callable[..., dict] | None = None
 
     @property

@@ -38,7 +38,8 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
 
     def serving_function(signature):
         def serve(raw):
-            return outputs(module.model(signature.to_model_input(raw), training=False))
+            return outputs(module.model(signature.to_model_input(raw, module.model),
+                                        training=False))
 
         return tf.function(serve, input_signature=[signature.input_spec])
 

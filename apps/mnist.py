@@ -102,7 +102,8 @@ APP = App(
     signatures={
         "serving_default": Signature(
             input_spec=tf.TensorSpec(shape=None, dtype=tf.uint8, name="pixels"),
-            to_model_input=lambda pixels: tf.cast(tf.reshape(pixels, [-1, 28, 28, 1]), tf.float32),
+            to_model_input=lambda pixels, model: tf.cast(tf.reshape(pixels, [-1, 28, 28, 1]),
+                                                         tf.float32),
         )
     },
     read_inputs=read_inputs,
