@@ -44,6 +44,9 @@ class TrainConfig:
                                               "validation")
     patience: int = option(5, "epochs without validation improvement before stopping")
     augment: bool = option(True, "random augmentation during training (never at inference)")
+    distribute: str = option("auto", "auto (MirroredStrategy when there are several GPUs), "
+                                      "mirrored (over every GPU, or every logical CPU device), "
+                                      "none", choices=("auto", "mirrored", "none"))
     mixed_precision: bool = option(True, "mixed float16 on a GPU (ignored on CPU)")
     jit_compile: str = option("auto", "XLA-compile the training step: auto (Keras' choice: on "
                                       "for GPUs and JAX, off on a TF CPU, where it is slower), "

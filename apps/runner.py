@@ -78,14 +78,16 @@ def _resolve_run_dir(app: App, config) -> tuple[Path, bool]:
 
 
 def _device_setup(config) -> tuple[str, tf.distribute.Strategy]:
-    """Mixed precision and MirroredStrategy when GPUs are present; the default strategy on CPU."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return "cpu", tf.distribute.get_strategy()
-    if config.mixed_precision:
+    """Mixed precision on GPUs; MirroredStrategy over all GPUs (or, with `--distribute
+    mirrored` and no GPU, over the logical CPU devices); else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus and config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-    return f"{len(gpus)} gpu", strategy
+    devices = [device.name for device in gpus or tf.config.list_logical_devices("CPU")]
+    kind = "gpu" if gpus else "cpu"
+    if config.distribute == "mirrored" or (config.distribute == "auto" and len(gpus) > 1):
+        return f"mirrored over {len(devices)} {kind}", tf.distribute.MirroredStrategy(devices)
+    return f"1 {kind}", tf.distribute.get_strategy()
 
 
 class EpochTimer(keras.callbacks.Callback):

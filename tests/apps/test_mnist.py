@@ -288,3 +288,24 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints(tmp_pa
     assert not (tmp_path / "exports").exists()
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert (tmp_path / "run" / "config.json").exists()
+
+
+MIRRORED_ON_TWO_CPUS = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from apps.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
+    from tests.conftest import run_python
+
+    result = run_python(MIRRORED_ON_TWO_CPUS, "mnist", "train", "--data", "sample", "--model",
+                        "mnist_mlp", "--epochs", "2", "--distribute", "mirrored",
+                        "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["device"] == "mirrored over 2 cpu"
+    assert metrics["test_accuracy"] >= 0.85
