@@ -108,5 +108,5 @@ APP = App(
     },
     read_inputs=read_inputs,
     augmentation=augmentation,
-    defaults={"model": "mnist_cnn", "epochs": 15, "batch_size": 64, "patience": 5},
+    defaults={"model": "mnist_cnn", "epochs": 20, "batch_size": 64, "patience": 5},
 )

@@ -33,7 +33,10 @@ def test_pretrained_default_reaches_90_percent_and_generalises(trained):
     assert metrics["unseen_accuracy"] >= 0.80, metrics
     assert metrics["epochs_trained"] == 12
     assert (REPO_ROOT / config.run_dir / "phase_fine_tune.json").exists()
-    assert "unseen_accuracy" in (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
+    card = (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
+    for name in ("unseen_accuracy", "bilstm_classifier_test_accuracy",
+                 "transformer_classifier_unseen_accuracy"):
+        assert f"- {name}: " in card, name
 
 
 @pytest.mark.slow
