@@ -177,6 +177,12 @@ def compile_model(model, app: App, config, learning_rate: float, decay_steps: in
                   steps_per_execution=config.steps_per_execution)
 
 
+def _load_best_weights(model, run_dir: Path) -> None:
+    """The lowest-val_loss weights so far; none exist if no validation loss was ever finite."""
+    if (run_dir / BEST_WEIGHTS).exists():
+        model.load_weights(run_dir / BEST_WEIGHTS)
+
+
 def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_epoch: int):
     """Phase "head" (`--epochs`; the backbone frozen, if the model has one), then phase
     "fine_tune" (`--fine-tune-epochs` with the backbone's top `--fine-tune` layers unfrozen at
@@ -195,7 +201,7 @@ def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_e
         marker = run_dir / f"phase_{name}.json"
         if name == "fine_tune":
             unfreeze_top(backbone, unfrozen_layers)
-            model.load_weights(run_dir / BEST_WEIGHTS)
+            _load_best_weights(model, run_dir)
         if marker.exists():
             finished_epochs = json.loads(marker.read_text())["epochs"]
             continue
@@ -216,7 +222,7 @@ def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_e
             ) from error
         finished_epochs = len(report.read_history(run_dir / "history.csv"))
         marker.write_text(json.dumps({"epochs": finished_epochs}))
-    model.load_weights(run_dir / BEST_WEIGHTS)
+    _load_best_weights(model, run_dir)
 
 
 def _test_metrics(app: App, model, splits: DataSplits, test_data) -> dict:

@@ -19,19 +19,11 @@ import keras
 from apps import get_app
 from apps.config import resolve_config
 from apps.report import package_versions
-from apps.runner import compile_model, input_pipeline, load_splits
+from apps.runner import EpochTimer, compile_model, input_pipeline, load_splits
 
 WORKLOADS = {"mnist": ["mnist_cnn", "mnist_mlp"], "forecast": ["lstm_forecaster"],
              "speech": ["speech_cnn"], "sentiment": ["text_transfer"]}
 RESULTS = Path(__file__).with_name("results.json")
-
-
-class _EpochClock(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds = [*getattr(self, "seconds", []), time.perf_counter() - self.started]
 
 
 def measure(app_name: str, model_name: str, epochs: int, overrides: dict) -> dict:
@@ -43,13 +35,14 @@ def measure(app_name: str, model_name: str, epochs: int, overrides: dict) -> dic
     compile_model(model, app, config, config.learning_rate, 1000)
     augmentation = app.augmentation(config) if app.augmentation and config.augment else None
     train_data = input_pipeline(splits.train, config.batch_size, config.seed, augmentation)
-    clock = _EpochClock()
-    model.fit(train_data, epochs=epochs, callbacks=[clock], verbose=0, shuffle=False)
-    steady = clock.seconds[1:]
+    history = model.fit(train_data, epochs=epochs, callbacks=[EpochTimer()], verbose=0,
+                        shuffle=False)
+    seconds = history.history["epoch_seconds"]
+    steady = seconds[1:]
     return {
         "app": app_name, "model": model_name, "batch_size": config.batch_size,
         "jit_compile": config.jit_compile, "train_examples": sizes["train"],
-        "first_epoch_seconds": round(clock.seconds[0], 2),
+        "first_epoch_seconds": round(seconds[0], 2),
         "steady_samples_per_second": round(sizes["train"] * len(steady) / sum(steady), 1),
         "process_peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "backend": keras.backend.backend(),
