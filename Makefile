@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test list bench clean data-speech espeak $(addprefix train-,$(APPS))
+.PHONY: setup test list bench bench-compare clean data-speech espeak $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -41,3 +41,6 @@ clean:
 
 bench: $(INSTALLED)
 	$(PYTHON) -m bench.run $(ARGS)
+
+bench-compare: $(INSTALLED)
+	$(PYTHON) -m bench.compare $(ARGS)

@@ -40,13 +40,18 @@ class TrainConfig:
     fine_tune_epochs: int = option(3, "epochs of the fine-tuning phase")
     fine_tune_learning_rate_ratio: float = option(0.1, "fine-tuning learning rate as a fraction "
                                                        "of --learning-rate (0.01-0.1 per keras.io)")
+    cache_features: bool = option(False, "pretrained backbones, with --no-augment: compute the "
+                                         "frozen backbone's features once and train the head on "
+                                         "them (the first phase); the export is the full model")
     validation_fraction: float = option(0.1, "fraction of the training data held out for "
                                               "validation")
     patience: int = option(5, "epochs without validation improvement before stopping")
     augment: bool = option(True, "random augmentation during training (never at inference)")
     distribute: str = option("auto", "auto (MirroredStrategy when there are several GPUs), "
                                       "mirrored (over every GPU, or every logical CPU device), "
-                                      "none", choices=("auto", "mirrored", "none"))
+                                      "multiworker (processes or hosts described by TF_CONFIG; "
+                                      "--batch-size is per worker), none",
+                             choices=("auto", "mirrored", "multiworker", "none"))
     mixed_precision: bool = option(True, "mixed float16 on a GPU (ignored on CPU)")
     jit_compile: str = option("auto", "XLA-compile the training step: auto (Keras' choice: on "
                                       "for GPUs and JAX, off on a TF CPU, where it is slower), "

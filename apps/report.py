@@ -50,9 +50,13 @@ def read_history(path: Path) -> list[dict]:
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
-    """Rewrites history.csv with `rows` (the columns CSVLogger wrote)."""
-    with path.open() as handle:
-        columns = next(csv.reader(handle))
+    """Rewrites history.csv with `rows`, in the columns CSVLogger wrote there, or for a new file
+    those of the rows."""
+    if path.exists():
+        with path.open() as handle:
+            columns = next(csv.reader(handle))
+    else:
+        columns = list(rows[0])
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
@@ -93,6 +97,24 @@ def _plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> N
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, count, ha="center", va="center", fontsize=8,
                   color="white" if count > matrix.max() / 2 else "black")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
+                    path: Path) -> None:
+    """uint8 RGB images in rows of four, each with its own title and title colour."""
+    columns = 4
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows + 0.4),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, text, colour in zip(axes.flat, images, titles, colours):
+        axis.imshow(image)
+        axis.set_title(text, fontsize=8, color=colour)
+    figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

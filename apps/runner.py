@@ -18,7 +18,7 @@ import tensorflow as tf
 from apps import export, report
 from apps.app import App, DataSplits
 from apps.data import DataError
-from apps.finetune import find_backbone, parse_fine_tune, unfreeze_top
+from apps.finetune import find_backbone, parse_fine_tune, split_at_features, unfreeze_top
 
 AUTOTUNE = tf.data.AUTOTUNE
 _JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
@@ -57,7 +57,7 @@ def input_pipeline(dataset, batch_size, seed=None, augmentation=None):
     return dataset.prefetch(AUTOTUNE)
 
 
-def _resolve_run_dir(app: App, config) -> tuple[Path, bool]:
+def resolve_run_dir(app: App, config) -> tuple[Path, bool]:
     """The run directory, and whether this run resumes an interrupted one there."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     run_dir = Path(config.run_dir or f"runs/{app.name}/{stamp}")
@@ -105,19 +105,20 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
     """Keeps the weights of the lowest `val_loss` so far, across resumes.
 
     Unlike `ModelCheckpoint`, it writes a temporary file and renames it into place, so a run
-    killed mid-write keeps its previous best checkpoint intact.
+    killed mid-write keeps its previous best checkpoint intact. It saves the weights of
+    `full_model`, which may be more than the model being fitted (a head on cached features).
     """
 
-    def __init__(self, path: Path, best: float = math.inf):
+    def __init__(self, full_model, path: Path, best: float = math.inf):
         super().__init__()
-        self.path, self.best = path, best
+        self.full_model, self.path, self.best = full_model, path, best
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("val_loss", math.inf)
         if loss < self.best:
             self.best = loss
             partial = self.path.with_name(f".partial-{self.path.name}")
-            self.model.save_weights(partial)
+            self.full_model.save_weights(partial)
             os.replace(partial, self.path)
 
 
@@ -138,15 +139,15 @@ def _committed_history(run_dir: Path, backup_dir: Path, committed: int) -> list[
     return kept
 
 
-def _callbacks(run_dir: Path, backup_dir: Path, config, history: list[dict]):
+def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dict]):
     best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
     return [
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        BestWeightsCheckpoint(run_dir / BEST_WEIGHTS, best_loss),
+        BestWeightsCheckpoint(model, run_dir / BEST_WEIGHTS, best_loss),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
     ]
 
@@ -171,10 +172,17 @@ def load_splits(app: App, config) -> tuple[DataSplits, dict[str, int]]:
 
 
 def compile_model(model, app: App, config, learning_rate: float, decay_steps: int) -> None:
+    """Adam with cosine decay. Under a tf.distribute strategy one step runs per call: Keras 3.15's
+    multi-step loop fails on a distributed iterator (a graph error in `has_next`)."""
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
+    steps_per_execution = config.steps_per_execution
+    if tf.distribute.has_strategy() and steps_per_execution > 1:
+        print(f"[{app.name}] --steps-per-execution {steps_per_execution} -> 1 under "
+              f"{type(tf.distribute.get_strategy()).__name__}", flush=True)
+        steps_per_execution = 1
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=app.loss,
                   metrics=list(app.metrics), jit_compile=_JIT_COMPILE[config.jit_compile],
-                  steps_per_execution=config.steps_per_execution)
+                  steps_per_execution=steps_per_execution)
 
 
 def _load_best_weights(model, run_dir: Path) -> None:
@@ -183,11 +191,34 @@ def _load_best_weights(model, run_dir: Path) -> None:
         model.load_weights(run_dir / BEST_WEIGHTS)
 
 
-def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_epoch: int):
+def _cached_features(model, data: tuple, config) -> tuple:
+    """The head after the model's "features" layer, and the training and validation data as that
+    layer's outputs, computed once with the frozen backbone (no augmentation, so they never
+    change). Returns (head, (train, validation), seconds the extraction took)."""
+    started = time.perf_counter()
+    extractor, head = split_at_features(model)
+
+    def extracted(batches):
+        features, targets = [], []
+        for inputs, target in batches:
+            features.append(extractor(inputs, training=False))
+            targets.append(target)
+        return tf.data.Dataset.from_tensor_slices((tf.concat(features, 0), tf.concat(targets, 0)))
+
+    train, validation = extracted(data[0]), extracted(data[1])
+    data = (input_pipeline(train, config.batch_size, config.seed),
+            input_pipeline(validation, config.batch_size))
+    return head, data, time.perf_counter() - started
+
+
+def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_epoch: int,
+                extra_callbacks: tuple = ()):
     """Phase "head" (`--epochs`; the backbone frozen, if the model has one), then phase
     "fine_tune" (`--fine-tune-epochs` with the backbone's top `--fine-tune` layers unfrozen at
     `--fine-tune-learning-rate-ratio` times the learning rate). Each phase resumes on its own
-    backup; a finished phase leaves a marker and is not run again."""
+    backup; a finished phase leaves a marker and is not run again. With `--cache-features` the
+    head phase fits the head alone on features computed once. Returns the seconds spent on
+    feature extraction, which count as training time."""
     backbone = find_backbone(model)
     unfrozen_layers = parse_fine_tune(config.fine_tune)
     phases = [("head", config.epochs, config.learning_rate)]
@@ -196,22 +227,29 @@ def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_e
         if unfrozen_layers != 0 and config.fine_tune_epochs > 0:
             phases.append(("fine_tune", config.fine_tune_epochs,
                            config.learning_rate * config.fine_tune_learning_rate_ratio))
-    finished_epochs = 0
+    finished_epochs, feature_seconds = 0, 0.0
     for name, epochs, learning_rate in phases:
         marker = run_dir / f"phase_{name}.json"
         if name == "fine_tune":
             unfreeze_top(backbone, unfrozen_layers)
             _load_best_weights(model, run_dir)
         if marker.exists():
-            finished_epochs = json.loads(marker.read_text())["epochs"]
+            finished = json.loads(marker.read_text())
+            finished_epochs = finished["epochs"]
+            feature_seconds += finished.get("feature_seconds", 0.0)
             continue
         backup_dir = run_dir / f"backup_{name}"
         history = _committed_history(run_dir, backup_dir, finished_epochs)
-        compile_model(model, app, config, learning_rate, steps_per_epoch * epochs)
+        fitted, fitted_data, phase_feature_seconds = model, data, 0.0
+        if name == "head" and config.cache_features:
+            fitted, fitted_data, phase_feature_seconds = _cached_features(model, data, config)
+        compile_model(fitted, app, config, learning_rate, steps_per_epoch * epochs)
         try:
-            model.fit(data[0], validation_data=data[1], initial_epoch=finished_epochs,
-                      epochs=finished_epochs + epochs, shuffle=False, verbose=2,
-                      callbacks=_callbacks(run_dir, backup_dir, config, history))
+            fitted.fit(fitted_data[0], validation_data=fitted_data[1],
+                       initial_epoch=finished_epochs, epochs=finished_epochs + epochs,
+                       shuffle=False, verbose=2,
+                       callbacks=[*_callbacks(model, run_dir, backup_dir, config, history),
+                                  *extra_callbacks])
         except RuntimeError as error:
             if "NaN or Inf loss" not in str(error):
                 raise
@@ -221,8 +259,13 @@ def _fit_phases(app: App, config, model, run_dir: Path, data: tuple, steps_per_e
                 f"({BEST_WEIGHTS}). Re-run with a lower --learning-rate and a new --run-dir."
             ) from error
         finished_epochs = len(report.read_history(run_dir / "history.csv"))
-        marker.write_text(json.dumps({"epochs": finished_epochs}))
+        feature_seconds += phase_feature_seconds
+        marker.write_text(json.dumps({"epochs": finished_epochs,
+                                      "feature_seconds": phase_feature_seconds}))
     _load_best_weights(model, run_dir)
+    if not model.compiled:  # only its head was fitted, on cached features: compile to evaluate
+        compile_model(model, app, config, config.learning_rate, 1)
+    return feature_seconds
 
 
 def _test_metrics(app: App, model, splits: DataSplits, test_data) -> dict:
@@ -237,36 +280,69 @@ def _test_metrics(app: App, model, splits: DataSplits, test_data) -> dict:
     return metrics
 
 
-def train(app: App, config) -> dict:
-    """Trains, evaluates, exports and reports one run; returns the metrics it wrote."""
+def check_options(app: App, config) -> None:
     if config.model not in app.models:
         raise RunError(f"--model {config.model}: not a model for the {app.name} app. "
                        f"Choose one of: {', '.join(app.models)}.")
     if config.epochs < 1 or config.batch_size < 1:
         raise RunError(f"--epochs {config.epochs} / --batch-size {config.batch_size}: "
                        f"both must be at least 1.")
-    run_dir, resuming = _resolve_run_dir(app, config)
+
+
+def train(app: App, config, callbacks: tuple = ()) -> dict:
+    """Trains, evaluates, exports and reports one run; returns the metrics it wrote.
+
+    `callbacks`: Keras callbacks added after the runner's own to every `fit` (the benchmark
+    times the runs with one).
+
+    `--distribute multiworker` goes through `apps.multiworker` instead (a custom training loop
+    under MultiWorkerMirroredStrategy), which ends in the same evaluation, report and export.
+    """
+    check_options(app, config)
+    if config.distribute == "multiworker":
+        from apps import multiworker
+
+        return multiworker.train(app, config)
+    run_dir, resuming = resolve_run_dir(app, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     report.write_config(run_dir / "config.json", app, config)
     keras.utils.set_random_seed(config.seed)
     device, strategy = _device_setup(config)
     splits, sizes = load_splits(app, config)
     augmentation = app.augmentation(config) if app.augmentation and config.augment else None
+    if config.cache_features and augmentation is not None:
+        raise RunError("--cache-features needs --no-augment: augmented images change every "
+                       "epoch, so their backbone features cannot be computed once.")
     train_data = input_pipeline(splits.train, config.batch_size, config.seed, augmentation)
     validation_data = input_pipeline(splits.validation, config.batch_size)
     test_data = input_pipeline(splits.test, config.batch_size)
     with strategy.scope():
         model = app.build_model(config, splits)
-        _fit_phases(app, config, model, run_dir, (train_data, validation_data),
-                    math.ceil(sizes["train"] / config.batch_size))
-    model.save(run_dir / "model.keras")
+        if config.cache_features and find_backbone(model) is None:
+            raise RunError(f"--cache-features: model {config.model} has no pretrained backbone "
+                           f"to compute features with (image_transfer has).")
+        if config.cache_features:
+            try:
+                split_at_features(model)
+            except ValueError as error:
+                raise RunError(f"--cache-features: {error}") from error
+        feature_seconds = _fit_phases(app, config, model, run_dir, (train_data, validation_data),
+                                      math.ceil(sizes["train"] / config.batch_size), callbacks)
+    return finish_run(app, config, model, splits, sizes, run_dir, test_data,
+                      {"device": device, "resumed": resuming}, feature_seconds)
 
+
+def finish_run(app: App, config, model, splits: DataSplits, sizes: dict, run_dir: Path,
+               test_data, facts: dict, extra_train_seconds: float = 0.0) -> dict:
+    """Saves the trained (compiled) model, evaluates it on the test split, exports it and writes
+    the report from history.csv; returns the metrics."""
+    model.save(run_dir / "model.keras")
     history = report.read_history(run_dir / "history.csv")
-    train_seconds = sum(row["epoch_seconds"] for row in history)
+    train_seconds = extra_train_seconds + sum(row["epoch_seconds"] for row in history)
     metrics = _test_metrics(app, model, splits, test_data)
     metrics.update(
-        data_source=splits.source, examples=sizes, device=device, backend=keras.backend.backend(),
-        epochs_trained=len(history), resumed=resuming, train_seconds=round(train_seconds, 2),
+        data_source=splits.source, examples=sizes, **facts, backend=keras.backend.backend(),
+        epochs_trained=len(history), train_seconds=round(train_seconds, 2),
         samples_per_second=round(sizes["train"] * len(history) / train_seconds, 1),
         **splits.facts,
     )

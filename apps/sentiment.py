@@ -23,6 +23,7 @@ import tensorflow as tf
 
 import zoo
 from apps.app import App, DataSplits, Signature
+from apps.config import TrainConfig, option
 from apps.data import SAMPLES_DIR, DataError, load_tfds, resolve_source
 from zoo.transfer import resolve_text_backbone
 
@@ -31,6 +32,13 @@ SAMPLE_CSV = SAMPLES_DIR / "reviews" / "reviews.csv"
 UNSEEN_CSV = SAMPLES_DIR / "reviews" / "unseen.csv"
 LABELS = {"negative": 0, "neg": 0, "0": 0, "positive": 1, "pos": 1, "1": 1}
 TEXT_COLUMNS, LABEL_COLUMNS = ("text", "review", "sentence"), ("label", "sentiment", "polarity")
+
+
+@dataclasses.dataclass
+class SentimentConfig(TrainConfig):
+    compare_from_scratch: bool = option(True, "beside text_transfer, also train the BiLSTM and "
+                                              "Transformer from scratch on the same split and "
+                                              "report their accuracy (a minute or two more)")
 
 
 def _texts_dataset(texts: list[str], labels: list[int]) -> tf.data.Dataset:
@@ -180,7 +188,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     and, beside a pretrained model, the same figures for the models from scratch trained on the
     same split for comparison."""
     metrics = {"unseen_accuracy": _unseen_accuracy(model)}
-    if config.model != "text_transfer":
+    if config.model != "text_transfer" or not config.compare_from_scratch:
         return metrics
     for name in SCRATCH_MODELS:
         scratch = build_model(dataclasses.replace(config, model=name, model_arg=[]), splits)
@@ -217,6 +225,7 @@ APP = App(
     signatures={"serving_default": Signature(tf.TensorSpec([None], tf.string, "text"))},
     read_inputs=read_inputs,
     extra_report=extra_report,
+    config_class=SentimentConfig,
     defaults={"model": "text_transfer", "epochs": 10, "batch_size": 32, "learning_rate": 3e-3,
               "fine_tune": "all", "fine_tune_epochs": 2, "fine_tune_learning_rate_ratio": 0.01,
               "jit_compile": "off", "augment": False},

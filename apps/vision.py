@@ -3,9 +3,13 @@ class probabilities.
 
 Data: a TFDS image-classification dataset (`--dataset tf_flowers` by default; cats_vs_dogs,
 cifar10, fashion_mnist, ...), or a local folder with one subfolder of images per class
-(`--data PATH`), with a seeded held-out test split. Corrupt or unreadable images are skipped and
-counted (`skipped_files`). Default model: `image_transfer` on `--backbone mobilenet_v2` with
-`--weights imagenet`, frozen then fine-tuned; `resnet_cnn` and `small_cnn` train from scratch.
+(`--data PATH`; a seeded held-out test split, or the folder's own `train/`, `test/` and optional
+`validation/` parts when it has them). Corrupt or unreadable images are skipped and counted (`skipped_files`).
+Default model: `image_transfer` on `--backbone mobilenet_v2` with `--weights imagenet`, frozen then
+fine-tuned; `--backbone kerashub:PRESET` and `--backbone hub:HANDLE` use KerasHub and TF Hub
+models instead; `resnet_cnn` and `small_cnn` train from scratch. Each image_transfer run also
+saves its trained backbone for reuse (`backbone.weights.h5` for `--weights PATH`, and
+`backbone_hub/` for `--backbone hub:DIR`).
 Export: `serving_default(pixels: uint8 [batch, height, width, 3], any size)` and
 `serving_bytes(image_bytes: string [batch] of JPEG/PNG/GIF/BMP)`, both resized inside and both
 returning `probabilities`, `class_id` and `class_name`.
@@ -19,9 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
+from zoo.hub import save_hub_module
+from zoo.transfer import IMAGE_BACKBONES
+from apps import report
 from apps.app import App, DataSplits, Signature
 from apps.config import TrainConfig, option
 from apps.data import DataError, load_tfds, resolve_source
+from apps.finetune import find_backbone, split_at_features
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 TEST_FRACTION = 0.15
@@ -31,8 +39,12 @@ TEST_FRACTION = 0.15
 class VisionConfig(TrainConfig):
     dataset: str = option("tf_flowers", "TFDS image dataset for --data tfds/auto")
     image_size: int = option(224, "images are resized to this square size inside the model")
-    backbone: str = option("mobilenet_v2", "image_transfer backbone (keras.applications name)")
-    weights: str = option("imagenet", "image_transfer weights: imagenet, none, or a weights file")
+    backbone: str = option("mobilenet_v2", "image_transfer backbone: a keras.applications name "
+                                           "(mobilenet_v2, efficientnet_b0, resnet50, ...), the "
+                                           "zoo's convnet, kerashub:<preset or folder>, or "
+                                           "hub:<TF Hub handle, URL or SavedModel folder>")
+    weights: str = option("imagenet", "weights of a built-in backbone: imagenet, none, or a "
+                                      "weights file (e.g. a run's backbone.weights.h5)")
     augment_strength: float = option(0.1, "rotation/zoom/contrast factor of the augmentation")
 
 
@@ -45,30 +57,50 @@ def _decode(image_bytes):
     return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
 
 
-def _folder_splits(folder: Path, config) -> tuple[tf.data.Dataset, tf.data.Dataset, list, int]:
-    class_names = sorted(path.name for path in folder.iterdir()
-                         if path.is_dir() and not path.name.startswith("."))
-    files = [(str(path), label) for label, name in enumerate(class_names)
-             for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-    if len(class_names) < 2 or not files:
-        raise DataError(f"--data {folder}: expected one subfolder of images per class (at least "
-                        f"two classes); found {len(class_names)} class folders, {len(files)} "
-                        f"images.")
-    order = np.random.default_rng(config.seed).permutation(len(files))
-    test_size = max(1, int(len(files) * TEST_FRACTION))
+def _class_files(folder: Path, class_names: list[str]) -> list[tuple[str, int]]:
+    return [(str(path), label) for label, name in enumerate(class_names) if (folder / name).is_dir()
+            for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
 
-    def images(indices):
-        paths = tf.constant([files[index][0] for index in indices])
-        labels = tf.constant([files[index][1] for index in indices], tf.int64)
+
+def _folder_splits(folder: Path, config) -> tuple:
+    """(train, test, validation or None, class names, skipped files): class folders split by
+    seed, or the folder's own train/ and test/ (and optional validation/) parts; corrupt images
+    dropped (and counted) where they are decoded."""
+    halves = (folder / "train").is_dir() and (folder / "test").is_dir()
+    class_root = folder / "train" if halves else folder
+    class_names = sorted(path.name for path in class_root.iterdir()
+                         if path.is_dir() and not path.name.startswith("."))
+    validation_files = []
+    if halves:
+        train_files = _class_files(folder / "train", class_names)
+        test_files = _class_files(folder / "test", class_names)
+        validation_files = _class_files(folder / "validation", class_names)
+    else:
+        files = _class_files(folder, class_names)
+        order = np.random.default_rng(config.seed).permutation(len(files))
+        test_size = max(1, int(len(files) * TEST_FRACTION))
+        train_files = [files[index] for index in order[test_size:]]
+        test_files = [files[index] for index in order[:test_size]]
+    if len(class_names) < 2 or not train_files or not test_files:
+        raise DataError(f"--data {folder}: expected one subfolder of images per class (at least "
+                        f"two classes), optionally inside train/ and test/; found "
+                        f"{len(class_names)} class folders, {len(train_files)} training and "
+                        f"{len(test_files)} test images.")
+
+    def images(files):
+        paths = tf.constant([path for path, _ in files])
+        labels = tf.constant([label for _, label in files], tf.int64)
         dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
             lambda path, label: (
                 _resized(_decode(tf.io.read_file(path))[None], config.image_size)[0], label),
             num_parallel_calls=tf.data.AUTOTUNE)
         return dataset.ignore_errors(log_warning=True)
 
-    train, test = images(order[test_size:]), images(order[:test_size])
-    readable = sum(1 for _ in train) + sum(1 for _ in test)
-    return train, test, class_names, len(files) - readable
+    train, test = images(train_files), images(test_files)
+    validation = images(validation_files) if validation_files else None
+    readable = sum(1 for split in (train, test, validation) if split is not None for _ in split)
+    total = len(train_files) + len(test_files) + len(validation_files)
+    return train, test, validation, class_names, total - readable
 
 
 def load_data(config) -> DataSplits:
@@ -92,8 +124,8 @@ def load_data(config) -> DataSplits:
     if source == "sample":
         raise DataError("The vision app ships no sample: give --data PATH to a folder with one "
                         "subfolder of images per class, or --data tfds on a machine with network.")
-    train, test, class_names, skipped = _folder_splits(Path(source), config)
-    return DataSplits(train=train, test=test, class_names=class_names,
+    train, test, validation, class_names, skipped = _folder_splits(Path(source), config)
+    return DataSplits(train=train, test=test, validation=validation, class_names=class_names,
                       source=f"local image folder {source} ({reason})",
                       facts={"skipped_files": skipped})
 
@@ -103,13 +135,63 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     trained from scratch get them rescaled to [0, 1]."""
     size, options = config.image_size, config.model_options()
     if config.model == "image_transfer":
-        options = {"backbone": config.backbone,
-                   "weights": None if config.weights == "none" else config.weights, **options}
+        return zoo.build("image_transfer", backbone=config.backbone,
+                         weights=None if config.weights == "none" else config.weights,
+                         input_shape=(size, size, 3), num_classes=len(splits.class_names),
+                         **options)
     classifier = zoo.build(config.model, input_shape=(size, size, 3),
                            num_classes=len(splits.class_names), **options)
     pixels = keras.Input(shape=(size, size, 3), name="pixels")
-    scaled = pixels if config.model == "image_transfer" else keras.layers.Rescaling(1 / 255)(pixels)
+    scaled = keras.layers.Rescaling(1 / 255)(pixels)
     return keras.Model(pixels, classifier(scaled), name=f"vision_{config.model}")
+
+
+GRID_IMAGES = 16
+WORST_MISTAKES = 8
+
+
+def _save_backbone(model, run_dir: Path, config) -> dict:
+    """The trained backbone, for another run to start from: with its preprocessing, as a TF Hub
+    SavedModel taking pixels in [0, 1] (for `--backbone hub:DIR`), and for a built-in backbone
+    its weights too (for `--backbone NAME --weights PATH`)."""
+    saved = {}
+    if not isinstance(find_backbone(model), keras.Model):  # a TF Hub backbone is its own export
+        return saved
+    if config.backbone in IMAGE_BACKBONES:
+        find_backbone(model).save_weights(run_dir / "backbone.weights.h5")
+        saved["backbone_weights"] = str(run_dir / "backbone.weights.h5")
+    extractor, _ = split_at_features(model)
+    unit_pixels = keras.Input(shape=model.input_shape[1:], name="unit_pixels")
+    feature_vector = keras.Model(unit_pixels, extractor(keras.layers.Rescaling(255)(unit_pixels)),
+                                 name="feature_vector")
+    saved["backbone_hub"] = str(save_hub_module(feature_vector, run_dir / "backbone_hub"))
+    return saved
+
+
+def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
+    """A grid of test images with predicted and true labels, the worst mistakes (wrong and most
+    confident) as a grid and a list, and the trained backbone saved for reuse."""
+    images, labels = [], []
+    for image, label in splits.test.as_numpy_iterator():
+        images.append(np.clip(np.round(image), 0, 255).astype("uint8"))
+        labels.append(label)
+    images, labels = np.stack(images), np.array(labels)
+    probabilities = model.predict(images, batch_size=config.batch_size, verbose=0)
+    predicted, names = probabilities.argmax(axis=1), splits.class_names
+    shown = np.arange(min(GRID_IMAGES, len(images)))
+    report.plot_image_grid(images[shown], [f"{names[predicted[i]]} ({names[labels[i]]})" for i in shown],
+                 ["green" if predicted[i] == labels[i] else "red" for i in shown],
+                 "test images: predicted (true)", run_dir / "test_predictions.png")
+    wrong = np.flatnonzero(predicted != labels)
+    worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:WORST_MISTAKES]
+    mistakes = [{"test_index": int(i), "true": names[labels[i]], "predicted": names[predicted[i]],
+                 "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in worst]
+    if mistakes:
+        report.plot_image_grid(images[worst], [f"{m['predicted']} {m['confidence']:.2f} ({m['true']})"
+                                     for m in mistakes], ["red"] * len(worst),
+                     "worst mistakes: predicted, confidence (true)", run_dir / "worst_mistakes.png")
+    saved = _save_backbone(model, run_dir, config) if config.model == "image_transfer" else {}
+    return {"worst_mistakes": mistakes, **saved}
 
 
 def augmentation(config) -> keras.Sequential:
@@ -159,6 +241,7 @@ APP = App(
     predict_signature="serving_bytes",
     config_class=VisionConfig,
     augmentation=augmentation,
+    extra_report=extra_report,
     defaults={"model": "image_transfer", "epochs": 10, "batch_size": 32, "fine_tune": "20",
               "fine_tune_epochs": 5, "fine_tune_learning_rate_ratio": 0.1},
 )

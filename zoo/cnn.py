@@ -19,6 +19,15 @@ def _conv_bn_relu(x, filters, kernel_size=3, strides=1):
     return layers.Activation("relu")(x)
 
 
+def _pooled_stages(x, stage_filters):
+    """Per stage: conv-BN-relu twice, then 2x2 max pooling (a VGG-style stack)."""
+    for filters in stage_filters:
+        x = _conv_bn_relu(x, filters)
+        x = _conv_bn_relu(x, filters)
+        x = layers.MaxPooling2D(2)(x)
+    return x
+
+
 @register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]")
 def small_cnn(input_shape=(28, 28, 1), num_classes=10, filters=32, dense_units=128):
     """The seed's small CNN: Conv2D 32 3x3 relu, MaxPool 2, Flatten, Dense 128 relu, softmax."""
@@ -71,6 +80,21 @@ def resnet_cnn(input_shape=(32, 32, 3), num_classes=10, stage_filters=(32, 64, 1
     return keras.Model(inputs, classification_output(num_classes)(x), name="resnet_cnn")
 
 
+def convnet_features(weights=None, input_shape=(32, 32, 3), stage_filters=(16, 32, 64),
+                     name="convnet_features"):
+    """A small convolutional backbone (conv-BN-relu twice and max pooling per stage, global
+    average pooling) for pixels in [0, 1]: pretrained here on one dataset, it is fine-tuned on
+    another through `image_transfer(backbone="convnet", weights=PATH)` or, saved with
+    `zoo.hub.save_hub_module`, through `backbone="hub:DIR"`. `weights`: a `.weights.h5` file of
+    the same backbone, or None."""
+    inputs = keras.Input(shape=tuple(input_shape), name="pixels")
+    x = _pooled_stages(inputs, stage_filters)
+    model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x), name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
 _SPEECH_INPUTS = "float32 [batch, frames, mel_bins, 1] normalised log-mel spectrogram"
 
 
@@ -78,12 +102,7 @@ _SPEECH_INPUTS = "float32 [batch, frames, mel_bins, 1] normalised log-mel spectr
 def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), dropout_rate=0.3):
     """A keyword-spotting CNN on log-mel spectrograms: conv-BN-relu-pool stages, global pooling."""
     inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
-    x = inputs
-    for stage_filters in filters:
-        x = _conv_bn_relu(x, stage_filters)
-        x = _conv_bn_relu(x, stage_filters)
-        x = layers.MaxPooling2D(2)(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(_pooled_stages(inputs, filters))
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="speech_cnn")
 

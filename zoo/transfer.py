@@ -12,8 +12,10 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from zoo.cnn import convnet_features
 from zoo.outputs import classification_output
 from zoo.registry import register_model
+
 
 @keras.saving.register_keras_serializable(package="zoo")
 class CaffePreprocessing(layers.Layer):
@@ -24,32 +26,40 @@ class CaffePreprocessing(layers.Layer):
                                                                  pixels.dtype)
 
 
-# keras.applications backbones: name -> (constructor, preprocessing the backbone expects).
-# "inside": the backbone rescales 0-255 pixels itself.
+def _applications(constructor):
+    """A keras.applications constructor as a headless, average-pooled backbone."""
+    return lambda weights, input_shape, name: constructor(
+        include_top=False, weights=weights, input_shape=input_shape, pooling="avg", name=name)
+
+
+# Built-in image backbones: name -> (constructor(weights, input_shape, name), the pixel scaling the
+# backbone expects). "inside": the backbone rescales 0-255 pixels itself.
 IMAGE_BACKBONES = {
-    "mobilenet_v2": (keras.applications.MobileNetV2, "minus_one_to_one"),
-    "mobilenet_v3_small": (keras.applications.MobileNetV3Small, "inside"),
-    "mobilenet_v3_large": (keras.applications.MobileNetV3Large, "inside"),
-    "efficientnet_b0": (keras.applications.EfficientNetB0, "inside"),
-    "efficientnet_b1": (keras.applications.EfficientNetB1, "inside"),
-    "efficientnet_b2": (keras.applications.EfficientNetB2, "inside"),
-    "efficientnet_b3": (keras.applications.EfficientNetB3, "inside"),
-    "efficientnet_v2_b0": (keras.applications.EfficientNetV2B0, "inside"),
-    "resnet50": (keras.applications.ResNet50, "caffe"),
+    "mobilenet_v2": (_applications(keras.applications.MobileNetV2), "minus_one_to_one"),
+    "mobilenet_v3_small": (_applications(keras.applications.MobileNetV3Small), "inside"),
+    "mobilenet_v3_large": (_applications(keras.applications.MobileNetV3Large), "inside"),
+    "efficientnet_b0": (_applications(keras.applications.EfficientNetB0), "inside"),
+    "efficientnet_b1": (_applications(keras.applications.EfficientNetB1), "inside"),
+    "efficientnet_b2": (_applications(keras.applications.EfficientNetB2), "inside"),
+    "efficientnet_b3": (_applications(keras.applications.EfficientNetB3), "inside"),
+    "efficientnet_v2_b0": (_applications(keras.applications.EfficientNetV2B0), "inside"),
+    "resnet50": (_applications(keras.applications.ResNet50), "caffe"),
+    "convnet": (convnet_features, "zero_to_one"),
 }
+KERAS_HUB_PREFIX, TF_HUB_PREFIX = "kerashub:", "hub:"
 
 
-def _image_backbone(backbone: str, weights, input_shape):
+def _builtin_backbone(backbone: str, weights, input_shape):
     if backbone not in IMAGE_BACKBONES:
         raise ValueError(f"Unknown image backbone {backbone!r}. Choose one of: "
-                         f"{', '.join(IMAGE_BACKBONES)}.")
+                         f"{', '.join(IMAGE_BACKBONES)}, {KERAS_HUB_PREFIX}<preset or folder>, "
+                         f"or {TF_HUB_PREFIX}<handle, URL or SavedModel folder>.")
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise ValueError(f"weights={weights!r}: no such file. Give 'imagenet', None, or the path "
                          f"of a local weights file for {backbone}.")
     constructor, _ = IMAGE_BACKBONES[backbone]
     try:
-        return constructor(include_top=False, weights=weights, input_shape=tuple(input_shape),
-                           pooling="avg", name="backbone")
+        return constructor(weights=weights, input_shape=tuple(input_shape), name="backbone")
     except Exception as error:
         if "URL fetch failure" not in str(error):
             raise
@@ -59,24 +69,76 @@ def _image_backbone(backbone: str, weights, input_shape):
             f"local weights file, or weights=None to start from random weights.") from error
 
 
+def _keras_hub_backbone(preset: str):
+    """A KerasHub image backbone and its ImageConverter (the preset's own resizing and scaling)."""
+    import keras_hub
+
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(preset)
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
+    except FileNotFoundError as error:
+        raise ValueError(f"KerasHub preset folder {preset}: {error} An image preset needs "
+                         f"config.json, model.weights.h5 and image_converter.json.") from error
+    except Exception as error:
+        if Path(preset).is_dir() or not any(
+                word in type(error).__name__ for word in ("Connection", "HTTP", "Timeout", "URL")):
+            raise
+        raise ValueError(
+            f"KerasHub preset {preset!r} could not be downloaded ({type(error).__name__}). "
+            f"KerasHub caches presets under ~/.cache/kagglehub (KAGGLEHUB_CACHE): copy the "
+            f"preset there, or pass {KERAS_HUB_PREFIX}<local preset folder> (one written by "
+            f"backbone.save_to_preset and image_converter.save_to_preset).") from error
+    backbone.name = "backbone"
+    return backbone, converter
+
+
+def _pooled(features):
+    """Feature maps [batch, h, w, c] -> average over positions; token sequences -> first token."""
+    if len(features.shape) == 4:
+        return layers.GlobalAveragePooling2D()(features)
+    if len(features.shape) == 3:
+        return features[:, 0]
+    return features
+
+
 @register_model(task="image_classification",
                 inputs="float32 [batch, height, width, 3] RGB pixels in [0, 255]")
 def image_transfer(backbone="mobilenet_v2", weights=None, input_shape=(224, 224, 3),
                    num_classes=2, dropout_rate=0.2):
-    """A keras.applications backbone (global-average pooled), dropout, softmax.
+    """A pretrained image backbone (pooled), dropout, softmax; the backbone's preprocessing inside.
 
-    `weights`: "imagenet" (downloaded once and cached by Keras), None, or a local weights file.
-    Nothing falls back to random weights silently: a failed download is an error.
+    `backbone`: a keras.applications name (or the zoo's own `convnet`), `kerashub:<preset or
+    folder>`, or `hub:<TF Hub handle, URL or reusable SavedModel folder>`. `weights`, for the
+    built-in backbones: "imagenet" (downloaded once and cached by Keras), None, or a local weights
+    file; KerasHub and TF Hub backbones bring their own. Nothing falls back to random weights
+    silently: a failed download is an error.
     """
-    encoder = _image_backbone(backbone, weights, input_shape)
     pixels = keras.Input(shape=tuple(input_shape), name="pixels")
-    preprocessing = IMAGE_BACKBONES[backbone][1]
-    x = pixels
-    if preprocessing == "minus_one_to_one":
-        x = layers.Rescaling(1 / 127.5, offset=-1)(x)
-    elif preprocessing == "caffe":
-        x = CaffePreprocessing()(x)
-    x = layers.Dropout(dropout_rate)(encoder(x))
+    if backbone.startswith((KERAS_HUB_PREFIX, TF_HUB_PREFIX)) and weights not in (None, "imagenet"):
+        raise ValueError(f"weights={weights!r}: {backbone} brings its own weights; leave weights "
+                         f"out (or use a built-in backbone with a weights file).")
+    if backbone.startswith(KERAS_HUB_PREFIX):
+        encoder, converter = _keras_hub_backbone(backbone[len(KERAS_HUB_PREFIX):])
+        features = encoder(converter(pixels))
+    elif backbone.startswith(TF_HUB_PREFIX):
+        from zoo.hub import HubLayer
+
+        encoder = HubLayer(backbone[len(TF_HUB_PREFIX):], name="backbone")
+        features = encoder(layers.Rescaling(1 / 255)(pixels))  # TF Hub's image convention
+    else:
+        encoder = _builtin_backbone(backbone, weights, input_shape)
+        preprocessing = IMAGE_BACKBONES[backbone][1]
+        x = pixels
+        if preprocessing == "minus_one_to_one":
+            x = layers.Rescaling(1 / 127.5, offset=-1)(x)
+        elif preprocessing == "zero_to_one":
+            x = layers.Rescaling(1 / 255)(x)
+        elif preprocessing == "caffe":
+            x = CaffePreprocessing()(x)
+        features = encoder(x)
+    # The head reads the layer named "features", so the runner can cache what comes before it.
+    features = layers.Identity(name="features")(_pooled(features))
+    x = layers.Dropout(dropout_rate)(features)
     return keras.Model(pixels, classification_output(num_classes)(x), name="image_transfer")
 
 

@@ -308,4 +308,5 @@ def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_json(tmp_path / "run" / "metrics.json")
     assert metrics["device"] == "mirrored over 2 cpu"
+    assert "--steps-per-execution 16 -> 1 under MirroredStrategy" in result.stdout
     assert metrics["test_accuracy"] >= 0.85

@@ -1,4 +1,6 @@
-"""The vision app: class folders with a corrupt file, both export signatures, predict, BN frozen."""
+"""The vision app: class folders with a corrupt file, both export signatures, predict, the report's
+image grids, BN frozen, feature caching, and the offline proof that a backbone pretrained here
+transfers through a weights file and a TF Hub folder."""
 
 import json
 
@@ -7,11 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import zoo
 from apps import get_app
 from apps.config import resolve_config
-from apps.data import DataError
+from apps.data import SAMPLES_DIR, DataError, read_idx
 from apps.finetune import find_backbone
-from apps.runner import train
+from apps.runner import RunError, train
 from tests.conftest import REPO_ROOT, run_cli, run_python
 
 APP = get_app("vision")
@@ -45,11 +48,12 @@ def trained(image_folder, tmp_path_factory):
 
 
 def test_class_folders_train_and_corrupt_files_are_counted(trained):
-    _, metrics = trained
+    config, metrics = trained
     assert metrics["skipped_files"] == 1
     assert metrics["class_names"] == ["blue", "green", "red"]
     assert sum(metrics["examples"].values()) == 120
     assert metrics["test_accuracy"] >= 0.9
+    assert (REPO_ROOT / config.run_dir / "test_predictions.png").stat().st_size > 10_000
 
 
 SERVE_BOTH = """
@@ -84,9 +88,9 @@ def test_predict_takes_image_files(trained, image_folder):
 
 
 def test_fine_tuning_keeps_batch_norm_frozen(image_folder, run_paths):
-    config = resolve_config(APP, data=str(image_folder), backbone="mobilenet_v3_small",
-                            weights="none", image_size=64, epochs=1, fine_tune="all",
-                            fine_tune_epochs=1, augment=False, **run_paths)
+    config = resolve_config(APP, data=str(image_folder), backbone="convnet", weights="none",
+                            image_size=32, epochs=1, fine_tune="all", fine_tune_epochs=1,
+                            augment=False, **run_paths)
     initial = find_backbone(APP.build_model(config, APP.load_data(config)))
     train(APP, config)
     tuned = find_backbone(keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras"))
@@ -116,3 +120,108 @@ def test_no_sample_and_bad_folders_are_clear_errors(tmp_path):
     (tmp_path / "only_class").mkdir()
     with pytest.raises(DataError, match="one subfolder of images per class"):
         APP.load_data(resolve_config(APP, data=str(tmp_path)))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """Real MNIST digits as PNG class folders: 0-4 to pretrain on (all ~1,000 of each), and 5-9 to
+    fine-tune on, with 10 training labels per class (and 40 per class to pick the best epoch
+    with, 100 per class to test on)."""
+    root = tmp_path_factory.mktemp("digits")
+    images = read_idx(SAMPLES_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(SAMPLES_DIR / "mnist" / "t10k-labels-idx1-ubyte.gz")
+
+    def write(folder, digit_range, count, start=0):
+        for digit in digit_range:
+            (folder / str(digit)).mkdir(parents=True)
+            for index in np.flatnonzero(labels == digit)[start:start + count]:
+                (folder / str(digit) / f"{index}.png").write_bytes(
+                    tf.io.encode_png(images[index][..., None]).numpy())
+
+    write(root / "zero_to_four", range(5), 2000)
+    write(root / "five_to_nine" / "train", range(5, 10), 10)
+    write(root / "five_to_nine" / "test", range(5, 10), 100, start=20)
+    write(root / "five_to_nine" / "validation", range(5, 10), 40, start=120)
+    return root
+
+
+DIGITS = {"model": "image_transfer", "image_size": 32, "augment": False}
+FEW_LABELS = {"batch_size": 8, "learning_rate": 1e-2, "epochs": 3, "fine_tune": "all",
+              "fine_tune_epochs": 20, "fine_tune_learning_rate_ratio": 0.1, "patience": 30}
+
+
+def train_digits(root, name, data, **options):
+    return train(APP, resolve_config(APP, data=str(data), run_dir=str(root / name),
+                                     export_dir=str(root / "exports"), **{**DIGITS, **options}))
+
+
+@pytest.fixture(scope="module")
+def pretrained(digits, tmp_path_factory):
+    """The zoo's convnet backbone trained from random weights on digits 0-4."""
+    root = tmp_path_factory.mktemp("pretrained")
+    return train_digits(root, "zero_to_four", digits / "zero_to_four", backbone="convnet",
+                        weights="none", batch_size=64, epochs=1, fine_tune="all",
+                        fine_tune_epochs=7, fine_tune_learning_rate_ratio=1.0)
+
+
+def backbone_weights(path):
+    backbone = zoo.cnn.convnet_features(input_shape=(32, 32, 3))
+    backbone.load_weights(path)
+    return backbone.get_weights()
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_beats_scratch_through_weights_file_and_hub_folder(
+        digits, pretrained, tmp_path):
+    few = digits / "five_to_nine"
+    assert pretrained["test_accuracy"] >= 0.98
+    scratch = train_digits(tmp_path, "scratch", few, backbone="convnet", weights="none",
+                           **FEW_LABELS)
+    from_file = train_digits(tmp_path, "from_file", few, backbone="convnet",
+                             weights=pretrained["backbone_weights"], **FEW_LABELS)
+    from_hub = train_digits(tmp_path, "from_hub", few,
+                            backbone=f"hub:{pretrained['backbone_hub']}", **FEW_LABELS)
+    print({name: run["test_accuracy"] for name, run in
+           {"scratch": scratch, "weights file": from_file, "hub folder": from_hub}.items()})
+    assert scratch["examples"] == {"train": 50, "validation": 200, "test": 500}
+    # Measured with seeds 42, 1 and 2: from scratch 44%, 77%, 78%; from the weights file 80%,
+    # 80%, 84%; from the hub folder 84%, 82%, 81%. (With 20 labels per class the gap narrows to
+    # 0-4 points: 85-88% from scratch, 87-91% pretrained.)
+    assert from_file["test_accuracy"] > scratch["test_accuracy"]
+    assert from_hub["test_accuracy"] > scratch["test_accuracy"]
+    # Phase 2 fine-tuned the backbone: its saved weights moved away from the pretrained ones.
+    assert any(not np.array_equal(before, after) for before, after in zip(
+        backbone_weights(pretrained["backbone_weights"]),
+        backbone_weights(from_file["backbone_weights"])))
+    hub_layer = keras.saving.load_model(tmp_path / "from_hub" / "model.keras",
+                                        safe_mode=False).get_layer("backbone")
+    pretrained_hub = tf.saved_model.load(pretrained["backbone_hub"])
+    assert any(not np.array_equal(weight.numpy(), variable.numpy())
+               for weight, variable in zip(hub_layer.weights, pretrained_hub.variables))
+    mistakes = from_file["worst_mistakes"]
+    assert mistakes and all(m["predicted"] != m["true"] for m in mistakes)
+    assert [m["confidence"] for m in mistakes] == sorted(
+        (m["confidence"] for m in mistakes), reverse=True)
+    assert (tmp_path / "from_file" / "worst_mistakes.png").exists()
+
+
+def test_cached_features_train_the_head_alone_and_export_the_full_model(
+        digits, pretrained, tmp_path):
+    few = digits / "five_to_nine"
+    options = {"backbone": "convnet", "weights": pretrained["backbone_weights"], "fine_tune": "0",
+               "epochs": 8, "batch_size": 8, "learning_rate": 1e-2}
+    cached = train_digits(tmp_path, "cached", few, cache_features=True, **options)
+    uncached = train_digits(tmp_path, "uncached", few, **options)
+    # Measured: 63% cached, 59% uncached (the batches come in another order).
+    assert cached["test_accuracy"] >= uncached["test_accuracy"] - 0.05
+    assert cached["test_accuracy"] >= 0.5  # 2.5 times chance, from 10 labels per class
+    # Phase 1 alone never touches the backbone.
+    for before, after in zip(backbone_weights(pretrained["backbone_weights"]),
+                             backbone_weights(cached["backbone_weights"])):
+        np.testing.assert_array_equal(before, after)
+    served = tf.saved_model.load(cached["export_path"]).signatures["serving_default"](
+        pixels=tf.zeros([1, 28, 28, 3], tf.uint8))
+    assert served["probabilities"].shape == (1, 5)
+    with pytest.raises(RunError, match="--cache-features needs --no-augment"):
+        train_digits(tmp_path, "augmented", few, cache_features=True,
+                     **{**options, "augment": True})
