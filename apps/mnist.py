@@ -27,7 +27,8 @@ def _pairs(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
     return tf.data.Dataset.from_tensor_slices((images[..., np.newaxis], labels.astype("int64")))
 
 
-def _read_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+def read_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images [N, 28, 28] and labels [N] of one split ("train" or "t10k") of IDX files."""
     images = read_idx(find_file(folder, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(find_file(folder, f"{prefix}-labels-idx1-ubyte"))
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
@@ -43,7 +44,7 @@ def load_data(config) -> DataSplits:
         return DataSplits(train=train, test=test, source=f"TFDS mnist ({reason})",
                           class_names=CLASS_NAMES)
     if source == "sample":
-        images, labels = _read_split(SAMPLE_DIR, "t10k")
+        images, labels = read_split(SAMPLE_DIR, "t10k")
         train = _pairs(images[:SAMPLE_TRAIN_SIZE], labels[:SAMPLE_TRAIN_SIZE])
         test = _pairs(images[SAMPLE_TRAIN_SIZE:], labels[SAMPLE_TRAIN_SIZE:])
         return DataSplits(train=train, test=test, class_names=CLASS_NAMES,
@@ -52,8 +53,8 @@ def load_data(config) -> DataSplits:
     if not folder.is_dir():
         raise DataError(f"--data {source}: expected a folder holding the MNIST IDX files "
                         f"(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...).")
-    return DataSplits(train=_pairs(*_read_split(folder, "train")),
-                      test=_pairs(*_read_split(folder, "t10k")),
+    return DataSplits(train=_pairs(*read_split(folder, "train")),
+                      test=_pairs(*read_split(folder, "t10k")),
                       class_names=CLASS_NAMES, source=f"local IDX folder {folder} ({reason})")
 
 

@@ -28,18 +28,22 @@ import tensorflow as tf
 from apps import report
 from apps.app import App
 from apps.finetune import find_backbone
-from apps.runner import (RunError, resolve_run_dir, compile_model, finish_run, input_pipeline,
-                         load_splits)
+from apps.runner import (RunError, compile_model, finish_run, input_pipeline, load_splits,
+                         resolve_run_dir, training_augmentation)
 
 
-def cluster_role() -> tuple[str, int, int]:
-    """(task type, task index, number of workers) from TF_CONFIG, or a RunError saying what to set."""
+def cluster_role() -> tuple[str, int, int, bool]:
+    """(task type, task index, number of workers, whether this task is the chief) from TF_CONFIG,
+    or a RunError saying what to set. The chief is task "chief", or worker 0 when there is none."""
     text = os.environ.get("TF_CONFIG", "")
     try:
         tf_config = json.loads(text)
         cluster, task = tf_config["cluster"], tf_config["task"]
         workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-        role = (task["type"], int(task["index"]), workers)
+        task_type, task_index = task["type"], int(task["index"])
+        chief = task_type == "chief" or (not cluster.get("chief") and task_type == "worker"
+                                         and task_index == 0)
+        role = (task_type, task_index, workers, chief)
     except (ValueError, KeyError, TypeError) as error:
         raise RunError(
             f"--distribute multiworker reads the cluster from TF_CONFIG, which is "
@@ -48,12 +52,6 @@ def cluster_role() -> tuple[str, int, int]:
             f"\"host2:12345\"]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}' (index 1 on "
             f"the second host).") from error
     return role
-
-
-def _is_chief(task_type: str, task_index: int) -> bool:
-    tf_config = json.loads(os.environ["TF_CONFIG"])
-    has_chief = bool(tf_config["cluster"].get("chief"))
-    return task_type == "chief" or (not has_chief and task_type == "worker" and task_index == 0)
 
 
 def weights_digest(model) -> str:
@@ -151,9 +149,8 @@ def _train_loop(app: App, config, strategy, model, data: tuple, steps_per_epoch:
 def train(app: App, config) -> dict:
     """Trains on every worker of the TF_CONFIG cluster; the chief evaluates, reports, exports and
     returns the metrics, the other workers return {}."""
-    task_type, task_index, workers = cluster_role()
+    task_type, task_index, workers, chief = cluster_role()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before anything else starts TF
-    chief = _is_chief(task_type, task_index)
     name = f"{app.name} {task_type} {task_index}"
     run_dir, resuming = (resolve_run_dir(app, config) if chief
                          else (Path(tempfile.mkdtemp(prefix=f"{app.name}-worker-")), False))
@@ -165,7 +162,7 @@ def train(app: App, config) -> dict:
         report.write_config(run_dir / "config.json", app, config)
         keras.utils.set_random_seed(config.seed)
         splits, sizes = load_splits(app, config)
-        augmentation = app.augmentation(config) if app.augmentation and config.augment else None
+        augmentation = training_augmentation(app, config)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         train_data = input_pipeline(splits.train, global_batch, config.seed, augmentation)
         validation_data = input_pipeline(splits.validation, config.batch_size)

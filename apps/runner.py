@@ -45,6 +45,11 @@ def _carve_validation(splits: DataSplits, fraction: float, seed: int, train_size
     return shuffled.skip(validation_size), shuffled.take(validation_size)
 
 
+def training_augmentation(app: App, config):
+    """The app's augmentation layers when it has some and `--augment` is on, else None."""
+    return app.augmentation(config) if app.augmentation and config.augment else None
+
+
 def input_pipeline(dataset, batch_size, seed=None, augmentation=None):
     """Cache, shuffle (training only, seeded), batch, augment (training only), prefetch."""
     dataset = dataset.cache()
@@ -309,7 +314,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
     keras.utils.set_random_seed(config.seed)
     device, strategy = _device_setup(config)
     splits, sizes = load_splits(app, config)
-    augmentation = app.augmentation(config) if app.augmentation and config.augment else None
+    augmentation = training_augmentation(app, config)
     if config.cache_features and augmentation is not None:
         raise RunError("--cache-features needs --no-augment: augmented images change every "
                        "epoch, so their backbone features cannot be computed once.")

@@ -154,11 +154,11 @@ def _save_backbone(model, run_dir: Path, config) -> dict:
     """The trained backbone, for another run to start from: with its preprocessing, as a TF Hub
     SavedModel taking pixels in [0, 1] (for `--backbone hub:DIR`), and for a built-in backbone
     its weights too (for `--backbone NAME --weights PATH`)."""
-    saved = {}
-    if not isinstance(find_backbone(model), keras.Model):  # a TF Hub backbone is its own export
+    saved, backbone = {}, find_backbone(model)
+    if not isinstance(backbone, keras.Model):  # a TF Hub backbone is its own export
         return saved
     if config.backbone in IMAGE_BACKBONES:
-        find_backbone(model).save_weights(run_dir / "backbone.weights.h5")
+        backbone.save_weights(run_dir / "backbone.weights.h5")
         saved["backbone_weights"] = str(run_dir / "backbone.weights.h5")
     extractor, _ = split_at_features(model)
     unit_pixels = keras.Input(shape=model.input_shape[1:], name="unit_pixels")

@@ -26,8 +26,7 @@ import numpy as np
 
 from apps import get_app
 from apps.config import resolve_config
-from apps.data import read_idx
-from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE
+from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
 from apps.report import package_versions
 from apps.runner import train
 
@@ -60,8 +59,8 @@ def time_to(rows: list[dict], target: float) -> float | None:
 
 
 def sample():
-    images = read_idx(SAMPLE_DIR / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(SAMPLE_DIR / "t10k-labels-idx1-ubyte.gz").astype("int64")
+    images, labels = read_split(SAMPLE_DIR, "t10k")
+    labels = labels.astype("int64")
     return ((images[:SAMPLE_TRAIN_SIZE], labels[:SAMPLE_TRAIN_SIZE]),
             (images[SAMPLE_TRAIN_SIZE:], labels[SAMPLE_TRAIN_SIZE:]))
 

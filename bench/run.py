@@ -19,7 +19,8 @@ import keras
 from apps import get_app
 from apps.config import resolve_config
 from apps.report import package_versions
-from apps.runner import EpochTimer, compile_model, input_pipeline, load_splits
+from apps.runner import (EpochTimer, compile_model, input_pipeline, load_splits,
+                         training_augmentation)
 
 WORKLOADS = {"mnist": ["mnist_cnn", "mnist_mlp"], "forecast": ["lstm_forecaster"],
              "speech": ["speech_cnn"], "sentiment": ["text_transfer"]}
@@ -33,7 +34,7 @@ def measure(app_name: str, model_name: str, epochs: int, overrides: dict) -> dic
     splits, sizes = load_splits(app, config)
     model = app.build_model(config, splits)
     compile_model(model, app, config, config.learning_rate, 1000)
-    augmentation = app.augmentation(config) if app.augmentation and config.augment else None
+    augmentation = training_augmentation(app, config)
     train_data = input_pipeline(splits.train, config.batch_size, config.seed, augmentation)
     history = model.fit(train_data, epochs=epochs, callbacks=[EpochTimer()], verbose=0,
                         shuffle=False)

@@ -17,7 +17,7 @@ import tensorflow as tf
 from apps import get_app
 from apps.config import resolve_config
 from apps.data import DataError
-from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE
+from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
 from apps.runner import RunError, train
 from tests.conftest import REPO_ROOT, read_json, run_cli, serve_in_fresh_process, train_on_sample
 
@@ -31,10 +31,8 @@ def trained(tmp_path_factory):
 
 
 def sample_test_digits(count: int) -> tuple[np.ndarray, np.ndarray]:
-    from apps.data import read_idx
-
-    images = read_idx(SAMPLE_DIR / "t10k-images-idx3-ubyte.gz")[SAMPLE_TRAIN_SIZE:][:count]
-    labels = read_idx(SAMPLE_DIR / "t10k-labels-idx1-ubyte.gz")[SAMPLE_TRAIN_SIZE:][:count]
+    images, labels = read_split(SAMPLE_DIR, "t10k")
+    images, labels = images[SAMPLE_TRAIN_SIZE:][:count], labels[SAMPLE_TRAIN_SIZE:][:count]
     return images, labels
 
 

@@ -12,7 +12,9 @@ import tensorflow as tf
 import zoo
 from apps import get_app
 from apps.config import resolve_config
-from apps.data import SAMPLES_DIR, DataError, read_idx
+from apps.data import DataError
+from apps.mnist import SAMPLE_DIR as MNIST_SAMPLE_DIR
+from apps.mnist import read_split
 from apps.finetune import find_backbone
 from apps.runner import RunError, train
 from tests.conftest import REPO_ROOT, run_cli, run_python
@@ -128,8 +130,7 @@ def digits(tmp_path_factory):
     fine-tune on, with 10 training labels per class (and 40 per class to pick the best epoch
     with, 100 per class to test on)."""
     root = tmp_path_factory.mktemp("digits")
-    images = read_idx(SAMPLES_DIR / "mnist" / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(SAMPLES_DIR / "mnist" / "t10k-labels-idx1-ubyte.gz")
+    images, labels = read_split(MNIST_SAMPLE_DIR, "t10k")
 
     def write(folder, digit_range, count, start=0):
         for digit in digit_range:
