@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test list bench bench-compare clean data-speech espeak $(addprefix train-,$(APPS))
+.PHONY: setup test list bench bench-compare bench-transfer clean data-speech espeak $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -33,7 +33,9 @@ $(addprefix train-,$(APPS)): train-%: $(INSTALLED)
 list: $(INSTALLED)
 	$(PYTHON) -m apps list
 
+# Lint (ruff: pyflakes, pycodestyle, import order) before the tests.
 test: $(INSTALLED)
+	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
 
 clean:
@@ -44,3 +46,6 @@ bench: $(INSTALLED)
 
 bench-compare: $(INSTALLED)
 	$(PYTHON) -m bench.compare $(ARGS)
+
+bench-transfer: $(INSTALLED)
+	$(PYTHON) -m bench.transfer_vs_scratch $(ARGS)

@@ -1,4 +1,4 @@
-"""Keras App Zoo task apps: each declares data, model and export; `apps.runner` does the rest."""
+"""Keras App Zoo task apps: each module declares data, model and export; `apps.core` runs them."""
 
 import importlib
 

@@ -15,14 +15,12 @@ import math
 from pathlib import Path
 
 import keras
-import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.app import App, DataSplits, Signature
-from apps.config import TrainConfig, option
-from apps.data import SAMPLES_DIR, DataError, resolve_source
+from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option, report
+from apps.core.data import SAMPLES_DIR, resolve_source
 
 SAMPLE_CSV = SAMPLES_DIR / "co2" / "co2_weekly.csv"
 JENA_URL = ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -193,17 +191,12 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
                                        config.season)
     predicted = model.predict(splits.test.batch(256), verbose=0)
     naive_mae = float(np.abs(naive - truth).mean())
-    figure, axes = plt.subplots(2, 1, figsize=(10, 7))
     time_steps = np.arange(test_start, test_start + len(truth))
-    for axis, step in zip(axes, (0, config.horizon - 1)):
-        axis.plot(time_steps + step, truth[:, step], label="truth", color="black")
-        axis.plot(time_steps + step, predicted[:, step], label=config.model)
-        axis.plot(time_steps + step, seasonal[:, step], label="seasonal naive + drift", alpha=0.6)
-        axis.set(title=f"{step + 1} step(s) ahead, test part", xlabel="step")
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(run_dir / "forecast.png", dpi=100)
-    plt.close(figure)
+    report.plot_series([
+        (f"{step + 1} step(s) ahead, test part", time_steps + step,
+         {"truth": truth[:, step], config.model: predicted[:, step],
+          "seasonal naive + drift": seasonal[:, step]})
+        for step in (0, config.horizon - 1)], run_dir / "forecast.png")
     return {"naive_mae": naive_mae, "seasonal_naive_mae": float(np.abs(seasonal - truth).mean()),
             "mae_vs_naive": float(np.abs(predicted - truth).mean()) / naive_mae}
 
@@ -219,7 +212,7 @@ def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
 APP = App(
     name="forecast",
     summary="the next steps of a time series from a window of its past",
-    task="forecasting",
+    output=Forecast(),
     models=("lstm_forecaster", "gru_forecaster", "simple_rnn_forecaster"),
     load_data=load_data,
     build_model=build_model,
@@ -227,6 +220,7 @@ APP = App(
     metrics=("mae",),
     signatures={"serving_default": Signature(tf.TensorSpec([None, None, 1], tf.float32, "window"))},
     read_inputs=read_inputs,
+    app_model_options={"num_features": "the one series", "horizon": "--horizon"},
     config_class=ForecastConfig,
     extra_report=extra_report,
     defaults={"model": "lstm_forecaster", "epochs": 100, "batch_size": 32, "patience": 15,

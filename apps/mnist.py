@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.app import App, DataSplits, Signature
-from apps.data import SAMPLES_DIR, DataError, find_file, load_tfds, read_idx, resolve_source
+from apps.core import App, Classification, DataError, DataSplits, Signature
+from apps.core.data import SAMPLES_DIR, find_file, load_tfds, read_idx, resolve_source
 
 CLASS_NAMES = [str(digit) for digit in range(10)]
 SAMPLE_DIR = SAMPLES_DIR / "mnist"
@@ -94,7 +94,7 @@ def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
 APP = App(
     name="mnist",
     summary="handwritten digits 0-9 from 28x28 grey pixels",
-    task="classification",
+    output=Classification(),
     models=("mnist_cnn", "mnist_mlp", "small_cnn"),
     load_data=load_data,
     build_model=build_model,
@@ -108,6 +108,7 @@ APP = App(
         )
     },
     read_inputs=read_inputs,
+    app_model_options={"input_shape": "the 28x28 digits", "num_classes": "the ten digits"},
     augmentation=augmentation,
     # Tuned for time to accuracy (bench/compare.py): a higher learning rate and no augmentation
     # reach keras.io's accuracy in a third of its epochs; 16 steps per call cut per-step overhead.

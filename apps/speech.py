@@ -13,13 +13,12 @@ import wave
 from pathlib import Path
 
 import keras
-import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.app import App, DataSplits, Signature
-from apps.data import DataError, load_tfds, resolve_source
+from apps.core import App, Classification, DataError, DataSplits, Signature, report
+from apps.core.data import load_tfds, resolve_source
 from apps.speech_corpus import COMMANDS, DEFAULT_DIR, SAMPLE_RATE, generate, to_sample_rate
 
 CLASS_NAMES = [*COMMANDS, "silence", "unknown"]
@@ -170,9 +169,11 @@ def augmentation(config):
     max_shift = SAMPLE_RATE // 10
 
     def augment(waveforms, training=True):
-        shifts = tf.random.uniform([tf.shape(waveforms)[0]], -max_shift, max_shift + 1, tf.int32)
-        shifted = tf.map_fn(lambda pair: tf.roll(pair[0], pair[1], axis=0), (waveforms, shifts),
-                            fn_output_signature=tf.float32)
+        shifts = tf.random.uniform([tf.shape(waveforms)[0], 1], -max_shift, max_shift + 1,
+                                   tf.int32)
+        length = tf.shape(waveforms)[1]
+        rolled = tf.math.floormod(tf.range(length)[None, :] - shifts, length)  # per-clip tf.roll
+        shifted = tf.gather(waveforms, rolled, batch_dims=1)
         noise_level = tf.random.uniform([tf.shape(waveforms)[0], 1], 0.0, 0.05)
         return tf.clip_by_value(shifted + noise_level * tf.random.normal(tf.shape(waveforms)),
                                 -1.0, 1.0)
@@ -186,14 +187,8 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     picks = [int(np.flatnonzero(labels.numpy() == label)[0])
              for label in range(len(splits.class_names)) if (labels.numpy() == label).any()][:6]
     spectrograms = log_mel_spectrogram()(tf.gather(waveforms, picks)).numpy()
-    figure, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3), squeeze=False)
-    for axis, pick, spectrogram in zip(axes[0], picks, spectrograms):
-        axis.imshow(spectrogram, origin="lower", aspect="auto")
-        axis.set(title=splits.class_names[int(labels[pick])], xlabel="10 ms frames",
-                 ylabel="mel bin")
-    figure.tight_layout()
-    figure.savefig(run_dir / "spectrograms.png", dpi=100)
-    plt.close(figure)
+    report.plot_heatmaps(spectrograms, [splits.class_names[int(labels[pick])] for pick in picks],
+                         "10 ms frames", "mel bin", run_dir / "spectrograms.png")
     return {}
 
 
@@ -206,7 +201,7 @@ APP = App(
     name="speech",
     summary="spoken keywords (yes, no, up, down, left, right, on, off, stop, go, silence, "
             "unknown) from one-second 16 kHz waveforms",
-    task="classification",
+    output=Classification(),
     models=("speech_cnn", "speech_ds_cnn"),
     load_data=load_data,
     build_model=build_model,
@@ -215,6 +210,8 @@ APP = App(
     signatures={"serving_default": Signature(
         tf.TensorSpec([None, SAMPLE_RATE], tf.float32, "waveform"))},
     read_inputs=read_inputs,
+    app_model_options={"input_shape": "the log-mel spectrogram's frames and bins",
+                       "num_classes": "the 12 keyword classes"},
     augmentation=augmentation,
     extra_report=extra_report,
     defaults={"model": "speech_cnn", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3,

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from apps.data import REPO_ROOT, DataError
+from apps.core.data import REPO_ROOT
+from apps.core.errors import DataError
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one",

@@ -23,16 +23,19 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from zoo.hub import save_hub_module
-from zoo.transfer import IMAGE_BACKBONES
-from apps import report
-from apps.app import App, DataSplits, Signature
-from apps.config import TrainConfig, option
-from apps.data import DataError, load_tfds, resolve_source
-from apps.finetune import find_backbone, split_at_features
+from apps.core import (
+    App,
+    Classification,
+    DataError,
+    DataSplits,
+    Signature,
+    TrainConfig,
+    option,
+    report,
+)
+from apps.core.data import TEST_FRACTION, hold_out, load_tfds, resolve_source
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-TEST_FRACTION = 0.15
 
 
 @dataclasses.dataclass
@@ -77,10 +80,9 @@ def _folder_splits(folder: Path, config) -> tuple:
         validation_files = _class_files(folder / "validation", class_names)
     else:
         files = _class_files(folder, class_names)
-        order = np.random.default_rng(config.seed).permutation(len(files))
-        test_size = max(1, int(len(files) * TEST_FRACTION))
-        train_files = [files[index] for index in order[test_size:]]
-        test_files = [files[index] for index in order[:test_size]]
+        kept, held_out = hold_out(len(files), config.seed)
+        train_files = [files[index] for index in kept]
+        test_files = [files[index] for index in held_out]
     if len(class_names) < 2 or not train_files or not test_files:
         raise DataError(f"--data {folder}: expected one subfolder of images per class (at least "
                         f"two classes), optionally inside train/ and test/; found "
@@ -113,10 +115,12 @@ def load_data(config) -> DataSplits:
         names = (["train", "test"] if "test" in splits
                  else [f"train[:{train_percent}%]", f"train[{train_percent}%:]"])
         (train, test), info = load_tfds(config.dataset, names)
-        resize = lambda image, label: (_resized(image[None], config.image_size)[0], label)
-        if info.features["image"].shape[-1] == 1:
-            resize = lambda image, label: (
-                _resized(tf.image.grayscale_to_rgb(image)[None], config.image_size)[0], label)
+        grey = info.features["image"].shape[-1] == 1
+
+        def resize(image, label):
+            image = tf.image.grayscale_to_rgb(image) if grey else image
+            return _resized(image[None], config.image_size)[0], label
+
         return DataSplits(train=train.map(resize, num_parallel_calls=tf.data.AUTOTUNE),
                           test=test.map(resize, num_parallel_calls=tf.data.AUTOTUNE),
                           class_names=info.features["label"].names,
@@ -150,27 +154,29 @@ GRID_IMAGES = 16
 WORST_MISTAKES = 8
 
 
-def _save_backbone(model, run_dir: Path, config) -> dict:
-    """The trained backbone, for another run to start from: with its preprocessing, as a TF Hub
-    SavedModel taking pixels in [0, 1] (for `--backbone hub:DIR`), and for a built-in backbone
-    its weights too (for `--backbone NAME --weights PATH`)."""
-    saved, backbone = {}, find_backbone(model)
-    if not isinstance(backbone, keras.Model):  # a TF Hub backbone is its own export
-        return saved
-    if config.backbone in IMAGE_BACKBONES:
-        backbone.save_weights(run_dir / "backbone.weights.h5")
+def save_backbone(model, run_dir: Path, config) -> dict:
+    """The trained backbone of an image_transfer run, for another run to start from: with its
+    preprocessing, as a TF Hub SavedModel taking pixels in [0, 1] (for `--backbone hub:DIR`), and
+    for a built-in backbone its weights too (for `--backbone NAME --weights PATH`). A TF Hub
+    backbone is its own export already."""
+    if not isinstance(model, zoo.TransferClassifier) or not isinstance(model.backbone,
+                                                                       keras.Model):
+        return {}
+    saved = {}
+    if zoo.image_source(config.backbone).kind == "builtin":
+        model.backbone.save_weights(run_dir / "backbone.weights.h5")
         saved["backbone_weights"] = str(run_dir / "backbone.weights.h5")
-    extractor, _ = split_at_features(model)
     unit_pixels = keras.Input(shape=model.input_shape[1:], name="unit_pixels")
-    feature_vector = keras.Model(unit_pixels, extractor(keras.layers.Rescaling(255)(unit_pixels)),
-                                 name="feature_vector")
-    saved["backbone_hub"] = str(save_hub_module(feature_vector, run_dir / "backbone_hub"))
+    feature_vector = keras.Model(
+        unit_pixels, model.feature_extractor()(keras.layers.Rescaling(255)(unit_pixels)),
+        name="feature_vector")
+    saved["backbone_hub"] = str(zoo.save_hub_module(feature_vector, run_dir / "backbone_hub"))
     return saved
 
 
 def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
-    """A grid of test images with predicted and true labels, the worst mistakes (wrong and most
-    confident) as a grid and a list, and the trained backbone saved for reuse."""
+    """A grid of test images with predicted and true labels, and the worst mistakes (wrong and
+    most confident) as a grid and a list."""
     images, labels = [], []
     for image, label in splits.test.as_numpy_iterator():
         images.append(np.clip(np.round(image), 0, 255).astype("uint8"))
@@ -179,19 +185,20 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     probabilities = model.predict(images, batch_size=config.batch_size, verbose=0)
     predicted, names = probabilities.argmax(axis=1), splits.class_names
     shown = np.arange(min(GRID_IMAGES, len(images)))
-    report.plot_image_grid(images[shown], [f"{names[predicted[i]]} ({names[labels[i]]})" for i in shown],
-                 ["green" if predicted[i] == labels[i] else "red" for i in shown],
-                 "test images: predicted (true)", run_dir / "test_predictions.png")
+    report.plot_image_grid(
+        images[shown], [f"{names[predicted[i]]} ({names[labels[i]]})" for i in shown],
+        ["green" if predicted[i] == labels[i] else "red" for i in shown],
+        "test images: predicted (true)", run_dir / "test_predictions.png")
     wrong = np.flatnonzero(predicted != labels)
     worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:WORST_MISTAKES]
     mistakes = [{"test_index": int(i), "true": names[labels[i]], "predicted": names[predicted[i]],
                  "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in worst]
     if mistakes:
-        report.plot_image_grid(images[worst], [f"{m['predicted']} {m['confidence']:.2f} ({m['true']})"
-                                     for m in mistakes], ["red"] * len(worst),
-                     "worst mistakes: predicted, confidence (true)", run_dir / "worst_mistakes.png")
-    saved = _save_backbone(model, run_dir, config) if config.model == "image_transfer" else {}
-    return {"worst_mistakes": mistakes, **saved}
+        report.plot_image_grid(
+            images[worst], [f"{m['predicted']} {m['confidence']:.2f} ({m['true']})"
+                            for m in mistakes], ["red"] * len(worst),
+            "worst mistakes: predicted, confidence (true)", run_dir / "worst_mistakes.png")
+    return {"worst_mistakes": mistakes}
 
 
 def augmentation(config) -> keras.Sequential:
@@ -225,7 +232,7 @@ def _bytes_to_model_input(image_bytes, model):
 APP = App(
     name="vision",
     summary="image classes from RGB pictures, by fine-tuning a pretrained backbone",
-    task="classification",
+    output=Classification(),
     models=("image_transfer", "resnet_cnn", "small_cnn"),
     load_data=load_data,
     build_model=build_model,
@@ -241,7 +248,11 @@ APP = App(
     predict_signature="serving_bytes",
     config_class=VisionConfig,
     augmentation=augmentation,
+    app_model_options={"input_shape": "--image-size", "num_classes": "the dataset's classes",
+                       "backbone": "--backbone", "weights": "--weights"},
+    option_flags={"backbone": "--backbone", "weights": "--weights"},
     extra_report=extra_report,
+    save_artifacts=save_backbone,
     defaults={"model": "image_transfer", "epochs": 10, "batch_size": 32, "fine_tune": "20",
               "fine_tune_epochs": 5, "fine_tune_learning_rate_ratio": 0.1},
 )

@@ -25,10 +25,9 @@ import keras
 import numpy as np
 
 from apps import get_app
-from apps.config import resolve_config
+from apps.core import resolve_config, train
+from apps.core.report import package_versions
 from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
-from apps.report import package_versions
-from apps.runner import train
 
 RESULTS = Path(__file__).with_name("compare.json")
 

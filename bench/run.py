@@ -17,10 +17,10 @@ from pathlib import Path
 import keras
 
 from apps import get_app
-from apps.config import resolve_config
-from apps.report import package_versions
-from apps.runner import (EpochTimer, compile_model, input_pipeline, load_splits,
-                         training_augmentation)
+from apps.core import resolve_config
+from apps.core.fit import EpochTimer, compile_model
+from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
+from apps.core.report import package_versions
 
 WORKLOADS = {"mnist": ["mnist_cnn", "mnist_mlp"], "forecast": ["lstm_forecaster"],
              "speech": ["speech_cnn"], "sentiment": ["text_transfer"]}

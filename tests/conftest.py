@@ -1,4 +1,5 @@
-"""Shared fixtures: quiet TensorFlow, a scratch run/export folder, and a fresh-process runner."""
+"""Shared fixtures: quiet TensorFlow, scratch run/export folders, fresh-process runners, and the
+training runs that several tests inspect (one run per configuration for the whole session)."""
 
 import json
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,12 +28,25 @@ def run_cli(*args: str, timeout: int = 600):
         timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
+def cli_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """`python -m apps ARGS...` run in this process: (exit status, stdout, stderr). For errors
+    that must come before any training, where a fresh process would only add TF's start-up."""
+    from apps import APP_NAMES, get_app
+    from apps.core.cli import main
+
+    try:
+        status = main(APP_NAMES, get_app, list(args))
+    except SystemExit as exit_:
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 SERVE_IN_FRESH_PROCESS = """
 import sys, numpy as np, tensorflow as tf
 import tensorflow_text  # registers the tokenizer ops that text exports use
-export_dir, input_path, output_path = sys.argv[1:]
-loaded = tf.saved_model.load(export_dir)
-serve = loaded.signatures["serving_default"]
+export_dir, signature, input_path, output_path = sys.argv[1:]
+serve = tf.saved_model.load(export_dir).signatures[signature]
 name = list(serve.structured_input_signature[1])[0]
 raw = np.load(input_path, allow_pickle=True)
 outputs = serve(**{name: tf.constant(raw)})
@@ -39,14 +54,13 @@ np.savez(output_path, **{key: value.numpy() for key, value in outputs.items()})
 """
 
 
-def serve_in_fresh_process(export_dir, raw_inputs, tmp_path):
-    """Calls an export's serving_default in a new process; returns its outputs as arrays."""
-    import numpy as np
-
+def serve_in_fresh_process(export_dir, raw_inputs, tmp_path, signature="serving_default"):
+    """Calls an export's signature in a new process; returns its outputs as arrays."""
     input_path, output_path = tmp_path / "serve_input.npy", tmp_path / "serve_output.npz"
     np.save(input_path, raw_inputs)
-    result = run_python(SERVE_IN_FRESH_PROCESS, str(export_dir), str(input_path), str(output_path))
-    assert result.returncode == 0, result.stderr
+    result = run_python(SERVE_IN_FRESH_PROCESS, str(export_dir), signature, str(input_path),
+                        str(output_path))
+    assert result.returncode == 0, result.stderr[-3000:]
     return dict(np.load(output_path, allow_pickle=True))
 
 
@@ -60,12 +74,51 @@ def run_paths(tmp_path):
     return {"run_dir": str(tmp_path / "run"), "export_dir": str(tmp_path / "exports")}
 
 
-def train_on_sample(app, folder, **overrides):
-    """Trains `app` on its shipped sample with run and export folders under `folder`; returns
-    the resolved config and the metrics, for module-scoped fixtures that share one run."""
-    from apps.config import resolve_config
-    from apps.runner import train
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory):
+    """`sample_run(app_name, **options)` trains the app on its shipped sample (or the options'
+    --data) once per distinct configuration in the whole session and returns (config, metrics):
+    the accuracy floors and the end-to-end checks share each run."""
+    from apps import get_app
+    from apps.core import resolve_config, train
 
-    config = resolve_config(app, data="sample", run_dir=str(folder / "run"),
-                            export_dir=str(folder / "exports"), **overrides)
-    return config, train(app, config)
+    runs = {}
+
+    def run(app_name: str, **options):
+        key = (app_name, repr(sorted(options.items())))
+        if key not in runs:
+            app = get_app(app_name)
+            folder = tmp_path_factory.mktemp(app_name)
+            config = resolve_config(app, **{"data": "sample", "run_dir": str(folder / "run"),
+                                            "export_dir": str(folder / "exports"), **options})
+            runs[key] = config, train(app, config)
+        return runs[key]
+
+    return run
+
+
+COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """Three classes of noisy colour pictures in assorted sizes and formats, and one corrupt
+    file: the vision app's class-folder layout, generated (the app ships no sample)."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("pictures")
+    rng = np.random.default_rng(0)
+    for name, colour in COLOURS.items():
+        (folder / name).mkdir()
+        for index in range(40):
+            height, width = rng.integers(40, 90, size=2)
+            image = np.clip(np.array(colour) + rng.normal(0, 40, (height, width, 3)), 0, 255)
+            encode = tf.io.encode_png if index % 2 else tf.io.encode_jpeg
+            suffix = "png" if index % 2 else "jpg"
+            (folder / name / f"{index}.{suffix}").write_bytes(
+                encode(image.astype("uint8")).numpy())
+    (folder / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return folder
+
+
+VISION_FOLDER_RUN = {"model": "small_cnn", "image_size": 32, "epochs": 6}

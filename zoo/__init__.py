@@ -1,6 +1,15 @@
-"""Keras App Zoo model builders: `zoo.build(name, **options)` returns an uncompiled keras.Model."""
+"""Keras App Zoo model builders: `zoo.build(name, **options)` returns an uncompiled keras.Model.
+
+Public names only here; apps use nothing else of the zoo.
+"""
 
 from zoo import cnn, mlp, rnn, text, transfer  # noqa: F401  (importing registers the builders)
+from zoo.backbones import BackboneSource, image_source, text_source
+from zoo.finetune import fine_tunable_variables, unfreeze_top
+from zoo.hub import save_hub_module
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
+from zoo.transfer import TransferClassifier
 
-__all__ = ["ModelEntry", "build", "describe", "get_entry", "list_models", "register_model"]
+__all__ = ["BackboneSource", "ModelEntry", "TransferClassifier", "build", "describe",
+           "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
+           "save_hub_module", "text_source", "unfreeze_top"]

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import keras
 
+from zoo.finetune import fine_tunable_variables
+
 
 def hub_cache_dir() -> str:
     """Where tensorflow_hub keeps downloaded models (TFHUB_CACHE_DIR, else its temp default)."""
@@ -93,25 +95,6 @@ class HubLayer(keras.layers.Layer):
         return cls(**config)
 
 
-def _fine_tunable(model: keras.Model) -> list:
-    """The variables fine-tuning should train: every trainable variable of `model` as built
-    (frozen layers of a fine-tuned backbone included), BatchNormalization's excepted, since
-    fine-tuning here keeps BatchNorm frozen (as the keras.io transfer-learning guide advises)."""
-    layers, stack = [], [model]
-    while stack:
-        layer = stack.pop(0)
-        layers.append((layer, layer.trainable))
-        stack.extend(getattr(layer, "layers", []))
-    model.trainable = True
-    for layer, _ in layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-    variables = list(model.trainable_variables)
-    for layer, trainable in layers:  # parents first: a parent's setter also sets its children
-        layer.trainable = trainable
-    return variables
-
-
 def save_hub_module(model: keras.Model, path: Path) -> Path:
     """Writes `model` as a TF Hub reusable SavedModel at `path`, atomically (a temporary folder
     renamed into place), for `HubLayer` or `hub.load` to reuse."""
@@ -122,7 +105,7 @@ def save_hub_module(model: keras.Model, path: Path) -> Path:
     module = tf.train.Checkpoint()
     module.model = model
     module.variables = [variable.value for variable in model.variables]
-    module.trainable_variables = [variable.value for variable in _fine_tunable(model)]
+    module.trainable_variables = [variable.value for variable in fine_tunable_variables(model)]
     module.regularization_losses = []
     module.__call__ = tf.function(lambda inputs, training=False: model(inputs, training=training))
     for training in (False, True):

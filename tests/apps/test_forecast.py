@@ -1,74 +1,46 @@
 """The forecast app: CO2 sample, CSVs with gaps, baselines, export in original units, errors."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
 
 from apps import get_app
-from apps.config import resolve_config
-from apps.data import DataError
-from apps.forecast import SAMPLE_CSV, baselines, load_data
-from apps.runner import train
-from tests.conftest import REPO_ROOT, read_json, run_cli, serve_in_fresh_process, train_on_sample
+from apps.core import DataError, resolve_config, train
+from apps.forecast import baselines, load_data
+from tests.conftest import REPO_ROOT
 
 APP = get_app("forecast")
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_on_sample(APP, tmp_path_factory.mktemp("forecast"), epochs=8)
-
-
-def test_short_run_reports_model_and_baselines(trained):
-    config, metrics = trained
-    run_dir = REPO_ROOT / config.run_dir
-    for name in ("history.csv", "metrics.json", "learning_curves.png", "forecast.png",
-                 "MODEL_CARD.md"):
-        assert (run_dir / name).stat().st_size > 0, name
+@pytest.mark.slow
+def test_default_model_beats_both_baselines_on_co2(sample_run):
+    config, metrics = sample_run("forecast")
+    assert metrics["test_mae"] <= 0.6 * metrics["naive_mae"], metrics
+    assert metrics["test_mae"] < metrics["seasonal_naive_mae"], metrics
+    assert (REPO_ROOT / config.run_dir / "forecast.png").stat().st_size > 0
     assert metrics["missing_values_filled"] == 59
     assert metrics["examples"]["test"] == 340
     assert 0.3 < metrics["naive_mae"] < 2 and 0.3 < metrics["seasonal_naive_mae"] < 2
-    assert metrics["test_mae"] < metrics["naive_mae"]
     assert metrics["mae_vs_naive"] == pytest.approx(metrics["test_mae"] / metrics["naive_mae"],
                                                     rel=1e-3)
 
 
-def test_export_takes_a_raw_window_and_forecasts_in_original_units(trained, tmp_path):
-    config, metrics = trained
-    splits = load_data(config)
-    windows, targets = next(iter(splits.test.batch(16)))
-    model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
-    expected = model.predict(windows, verbose=0)
-    served = serve_in_fresh_process(metrics["export_path"], windows.numpy(), tmp_path)
-    assert served["forecast"].shape == (16, 4)
-    np.testing.assert_allclose(served["forecast"], expected, rtol=1e-5)
-    assert np.abs(served["forecast"] - targets.numpy()).mean() < 2.0
-    assert 340 < served["forecast"].mean() < 380
+def test_export_forecasts_in_original_units(sample_run):
+    import tensorflow as tf
 
-
-def test_predict_reads_a_history_csv(trained, tmp_path):
-    _, metrics = trained
-    history = tmp_path / "recent.csv"
-    values = [float(line.split(",")[1]) for line in SAMPLE_CSV.read_text().split()[-52:]]
-    history.write_text("date,co2\n" + "".join(f"2001-{i},{v}\n" for i, v in enumerate(values)))
-    result = run_cli("forecast", "predict", "--model-dir", metrics["export_path"], str(history))
-    assert result.returncode == 0, result.stderr
-    forecast = json.loads(result.stdout)["forecast"]
-    assert len(forecast) == 4 and all(abs(value - values[-1]) < 5 for value in forecast)
-
-
-@pytest.mark.slow
-def test_default_model_beats_both_baselines_on_co2(run_paths):
-    metrics = train(APP, resolve_config(APP, data="sample", **run_paths))
-    assert metrics["test_mae"] <= 0.6 * metrics["naive_mae"], metrics
-    assert metrics["test_mae"] < metrics["seasonal_naive_mae"], metrics
+    config, metrics = sample_run("forecast")
+    windows, targets = next(iter(load_data(config).test.batch(16)))
+    served = tf.saved_model.load(metrics["export_path"]).signatures["serving_default"](
+        window=windows)["forecast"].numpy()
+    assert served.shape == (16, 4)
+    assert np.abs(served - targets.numpy()).mean() < 2.0
+    assert 340 < served.mean() < 380
 
 
 @pytest.mark.parametrize("model", ["gru_forecaster", "simple_rnn_forecaster"])
 def test_other_recurrent_forecasters_train(model, run_paths):
-    metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=3, **run_paths))
+    metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=3,
+                                        model_arg=["units=16"], **run_paths))
     assert np.isfinite(metrics["test_mae"]) and metrics["test_mae"] < 3 * metrics["naive_mae"]
 
 

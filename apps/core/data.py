@@ -1,4 +1,4 @@
-"""Data helpers shared by the apps: choosing the source, TFDS, local files."""
+"""Data helpers shared by the apps: choosing the source, TFDS, local files, seeded hold-outs."""
 
 import gzip
 import socket
@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from apps.core.errors import DataError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLES_DIR = REPO_ROOT / "data"
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file or flag and what to do."""
 
 
 def _tfds_reachable(timeout_seconds: float = 3.0) -> bool:
@@ -77,3 +75,14 @@ def find_file(folder: Path, stem: str) -> Path:
         if candidate.exists():
             return candidate
     raise DataError(f"{folder}: missing {stem} (or {stem}.gz). Expected the dataset's usual layout.")
+
+
+TEST_FRACTION = 0.15
+
+
+def hold_out(count: int, seed: int, fraction: float = TEST_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded random split of `count` items: (kept, held out), at least one held
+    out; for data that comes without a test split of its own."""
+    order = np.random.default_rng(seed).permutation(count)
+    held_out = max(1, int(count * fraction))
+    return order[held_out:], order[:held_out]

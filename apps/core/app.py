@@ -1,11 +1,12 @@
-"""What an app declares: its data, model, loss and metrics, and the raw input of its export."""
+"""What an app declares: its data, model, loss and metrics, output kind and the raw input of its
+export. `apps.core.train` does everything else, for every app alike."""
 
 import dataclasses
 from typing import Any, Callable
 
 import tensorflow as tf
 
-from apps.config import TrainConfig
+from apps.core.config import TrainConfig
 
 
 @dataclasses.dataclass
@@ -37,19 +38,25 @@ class Signature:
 
 @dataclasses.dataclass(frozen=True)
 class App:
-    """A task app: declarations only; `apps.runner` does the training, report and export.
+    """A task app: declarations only.
 
     `build_model(config, splits)` returns a Keras model from raw input to outputs, with its
-    preprocessing adapted on `splits.train`. `read_inputs(inputs)` turns what `predict` is given
-    into `(names, batch)`: a name per row and a batch for the `predict_signature`.
-    `augmentation(config)` returns layers the runner applies to training batches in the tf.data
-    pipeline (so they never reach the export).
-    `extra_report(model, splits, run_dir, config)` may add metrics and plots.
+    preprocessing adapted on `splits.train`; a model with a pretrained backbone is a
+    `zoo.TransferClassifier`, which the runner fine-tunes in two phases.
+    `app_model_options`: the zoo options the app sets itself (option -> where the value comes
+    from), which `--model-arg` may not repeat. `option_flags`: zoo options that have a flag of
+    their own (option -> flag), so the zoo's errors reach the user in flags.
+    `read_inputs(inputs)` turns what `predict` is given into `(names, batch)` for the
+    `predict_signature`. `augmentation(config)` returns what the runner applies to training
+    batches in the tf.data pipeline (never in the export).
+    `extra_report(model, splits, run_dir, config)` adds metrics and plots (through
+    `apps.core.report`); `save_artifacts(model, run_dir, config)` writes extra files a later run
+    can use and returns their paths.
     """
 
     name: str
     summary: str
-    task: str
+    output: Any
     models: tuple[str, ...]
     load_data: Callable[[Any], DataSplits]
     build_model: Callable[[Any, DataSplits], Any]
@@ -57,12 +64,11 @@ class App:
     metrics: tuple[str, ...]
     signatures: dict[str, Signature]
     read_inputs: Callable[[list[str]], tuple[list[str], Any]]
+    app_model_options: dict[str, str] = dataclasses.field(default_factory=dict)
+    option_flags: dict[str, str] = dataclasses.field(default_factory=dict)
     config_class: type = TrainConfig
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
     augmentation: Callable[[Any], Any] | None = None
     predict_signature: str = "serving_default"
     extra_report: Callable[..., dict] | None = None
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.task == "classification"
+    save_artifacts: Callable[..., dict] | None = None

@@ -7,7 +7,10 @@ config is saved beside every run as config.json.
 import argparse
 import ast
 import dataclasses
+import re
 import typing
+
+from apps.core.errors import RunError
 
 
 def option(default, help: str, **metadata):
@@ -60,16 +63,79 @@ class TrainConfig:
 
     def model_options(self) -> dict:
         """`--model-arg key=value` pairs as Python values (numbers, tuples, ...) where they parse."""
+        return {key: value for key, (_, value) in self.model_args().items()}
+
+    def model_args(self) -> dict:
+        """`--model-arg` key -> (the text as given, its Python value)."""
         options = {}
         for pair in self.model_arg:
             key, separator, text = pair.partition("=")
             if not separator or not key:
-                raise ValueError(f"--model-arg {pair!r}: expected key=value, e.g. dropout_rate=0.3.")
+                raise RunError(f"--model-arg {pair}: expected key=value, e.g. dropout_rate=0.3.")
             try:
-                options[key] = ast.literal_eval(text)
+                options[key] = (text, ast.literal_eval(text))
             except (ValueError, SyntaxError):
-                options[key] = text
+                options[key] = (text, text)
         return options
+
+    def fine_tune_layers(self) -> int | None:
+        """`--fine-tune`: "0" -> 0 layers, "all" -> None (every layer), "N" -> N."""
+        if self.fine_tune == "all":
+            return None
+        if not self.fine_tune.isdigit():
+            raise RunError(f"--fine-tune {self.fine_tune}: expected 0, a number of layers, or all.")
+        return int(self.fine_tune)
+
+
+def _kind_of(default) -> tuple[tuple[type, ...], str]:
+    """The Python types a `--model-arg` value may have where the builder's default is `default`,
+    and their name in words; None means any."""
+    if isinstance(default, bool):
+        return (bool,), "True or False"
+    if isinstance(default, int):
+        return (int,), "a whole number"
+    if isinstance(default, float):
+        return (int, float), "a number"
+    if isinstance(default, (tuple, list)):
+        return (tuple, list), "a tuple such as (32, 64)"
+    if isinstance(default, str):
+        return (str,), "a string"
+    return (object,), "any value"
+
+
+def check_model_options(config, builder_defaults: dict, app_model_options: dict[str, str],
+                        app_name: str) -> None:
+    """Refuses `--model-arg` options the builder does not have, that the app sets itself, or whose
+    value is not of the type of the builder's default, each as one error naming the flag."""
+    for key, (text, value) in config.model_args().items():
+        flag = f"--model-arg {key}={text}"
+        if key not in builder_defaults:
+            raise RunError(f"{flag}: {config.model} has no option {key}. Its options: "
+                           f"{', '.join(builder_defaults)}.")
+        if key in app_model_options:
+            raise RunError(f"{flag}: the {app_name} app sets {key} itself (from "
+                           f"{app_model_options[key]}); leave it out.")
+        types, words = _kind_of(builder_defaults[key])
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise RunError(f"{flag}: expected {words}, like the default "
+                           f"{builder_defaults[key]!r}.")
+
+
+def in_cli_words(message: str, option_flags: dict[str, str], builder_options) -> str:
+    """A zoo error (which names options as `option=value`) restated in the command line's words:
+    `--weights none` for `weights=None`, `--model-arg units=8` for an option without a flag."""
+    names = sorted({*option_flags, *builder_options}, key=len, reverse=True)
+    if not names:
+        return message
+
+    def restate(match):
+        name, value = match.group(1), match.group(2)
+        if name in option_flags:
+            return f"{option_flags[name]} {'none' if value == 'None' else value}"
+        return f"--model-arg {name}={value}"
+
+    pattern = rf"(?<![\w-])({'|'.join(map(re.escape, names))})=(None\b|)"
+    return re.sub(pattern, restate, message)
 
 
 def _flag(name: str) -> str:

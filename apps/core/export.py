@@ -10,7 +10,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from apps.app import App
+from apps.core.app import App
 
 
 def _versions(export_dir: Path) -> list[int]:
@@ -18,28 +18,24 @@ def _versions(export_dir: Path) -> list[int]:
 
 
 def _serving_module(model, app: App, class_names: list[str] | None, labels_path: Path):
-    """A tf.Module holding the model, the labels asset and one tf.function per signature."""
+    """A tf.Module holding the model, the labels asset and one tf.function per signature; the
+    app's output kind turns the model's output into the signature's outputs."""
     module = tf.Module()
     module.model = model
-    if class_names is not None:
+    labels = None
+    if app.output.has_labels:
         labels_path.write_text("".join(f"{name}\n" for name in class_names))
-        module.labels = tf.lookup.StaticHashTable(
+        labels = module.labels = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
                 str(labels_path), tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
                 tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
             default_value="")
 
-    def outputs(model_output):
-        if class_names is None:
-            return {"forecast": model_output}
-        class_id = tf.argmax(model_output, axis=-1)
-        return {"probabilities": model_output, "class_id": class_id,
-                "class_name": module.labels.lookup(class_id)}
-
     def serving_function(signature):
         def serve(raw):
-            return outputs(module.model(signature.to_model_input(raw, module.model),
-                                        training=False))
+            model_output = module.model(signature.to_model_input(raw, module.model),
+                                        training=False)
+            return app.output.serving_outputs(model_output, labels)
 
         return tf.function(serve, input_signature=[signature.input_spec])
 

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import hashlib
 import importlib.metadata
 import json
 import platform
@@ -85,7 +86,7 @@ def _plot_history(history: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
     size = max(4, 0.5 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     axis.imshow(matrix, cmap="Blues")
@@ -97,6 +98,39 @@ def _plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> N
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, count, ha="center", va="center", fontsize=8,
                   color="white" if count > matrix.max() / 2 else "black")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def weights_digest(model) -> str:
+    """A short SHA-256 of every weight's bytes: equal for models whose weights are identical."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def plot_series(panels: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
+    """One panel per (title, x, {label: y}), stacked vertically; the "truth" line in black."""
+    figure, axes = plt.subplots(len(panels), 1, figsize=(10, 3.5 * len(panels)), squeeze=False)
+    for axis, (title, x, lines) in zip(axes[:, 0], panels):
+        for label, y in lines.items():
+            axis.plot(x, y, label=label, **({"color": "black"} if label == "truth" else
+                                            {"alpha": 0.8}))
+        axis.set(title=title, xlabel="step")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_heatmaps(maps, titles: list[str], xlabel: str, ylabel: str, path: Path) -> None:
+    """2-D maps [rows, columns] side by side (e.g. spectrograms: bins x frames), origin below."""
+    figure, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 3), squeeze=False)
+    for axis, values, title in zip(axes[0], maps, titles):
+        axis.imshow(values, origin="lower", aspect="auto")
+        axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -123,9 +157,8 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
 def _model_card(app, config, metrics: dict) -> str:
     signature = app.signatures["serving_default"].input_spec
     headline = {key: value for key, value in metrics.items()
-                if key.startswith("test_") or key.endswith(("_mae", "_accuracy"))}
-    outputs = ("`probabilities` [batch, num_classes], `class_id`, `class_name`"
-               if app.is_classifier else "`forecast` [batch, horizon] in original units")
+                if (key.startswith("test_") or key.endswith(("_mae", "_accuracy")))
+                and isinstance(value, (int, float))}
     lines = [
         f"# {app.name}: {config.model}",
         "",
@@ -148,7 +181,8 @@ def _model_card(app, config, metrics: dict) -> str:
         f"SavedModel at `{metrics['export_path']}` (TF Serving layout).",
         f"`serving_default` takes `{signature.name}`: {signature.dtype.name} "
         f"{'any shape' if signature.shape.rank is None else list(signature.shape)} and returns "
-        f"{outputs}." + (" Class names: `assets/labels.txt`." if app.is_classifier else ""),
+        f"{app.output.card_outputs}." + (" Class names: `assets/labels.txt`."
+                                         if app.output.has_labels else ""),
         "",
         "```python",
         "import tensorflow as tf",
@@ -165,8 +199,6 @@ def _model_card(app, config, metrics: dict) -> str:
 def write_report(run_dir: Path, app, config, metrics: dict, history: list[dict]) -> None:
     if history:
         _plot_history(history, run_dir / "learning_curves.png")
-    if app.is_classifier:
-        _plot_confusion(np.array(metrics["confusion_matrix"]), metrics["class_names"],
-                        run_dir / "confusion_matrix.png")
+    app.output.plot(metrics, run_dir)
     (run_dir / "MODEL_CARD.md").write_text(_model_card(app, config, metrics))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,0 +1,101 @@
+"""Command line: `python -m apps list`, `python -m apps APP train|predict [options]`.
+
+It knows the apps only through the `app_names` and `get_app` it is given.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and looks for GPUs with the C++ start-up banner (INFO lines, and a
+    cuInit error on machines without a GPU, that no log-level variable silences in TF 2.21) sent
+    to /dev/null; an import error is still raised and shown."""
+    saved_stderr = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(devnull)
+        os.close(saved_stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line naming the flag, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _list(app_names, get_app) -> None:
+    _import_tensorflow_quietly()
+    import zoo
+
+    for name in app_names:
+        app = get_app(name)
+        print(f"app   {name:24s} {app.summary}; models: {', '.join(app.models)}")
+    for name in zoo.list_models():
+        entry = zoo.get_entry(name)
+        size = zoo.build(name).count_params()
+        print(f"model {name:24s} {entry.task:22s} {size:>10,d} params  {entry.summary}")
+
+
+def _predict(app, arguments) -> None:
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
+
+    from apps.core.export import resolve_version_dir
+
+    version_dir = resolve_version_dir(arguments.model_dir)
+    serve = tf.saved_model.load(str(version_dir)).signatures[app.predict_signature]
+    input_name = app.signatures[app.predict_signature].input_spec.name
+    sources, batch = app.read_inputs(arguments.inputs)
+    outputs = serve(**{input_name: tf.constant(batch)})
+    for index, source in enumerate(sources):
+        print(json.dumps({"input": source, **app.output.predict_line(outputs, index)}))
+
+
+def main(app_names, get_app, argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _Parser(prog="python -m apps", description=__doc__.split("\n")[0])
+    parser.add_argument("app", choices=("list", *app_names), help="an app, or list")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] == "list":
+        parser.parse_args(argv[:1] or ["--help"])
+        _list(app_names, get_app)
+        return 0
+    if argv[0] not in app_names:
+        parser.error(f"unknown app {argv[0]!r}; choose one of: list, {', '.join(app_names)}")
+
+    _import_tensorflow_quietly()
+    from apps.core.config import build_parser, from_namespace
+    from apps.core.errors import DataError, RunError
+    from apps.core.train import train
+
+    app = get_app(argv[0])
+    app_parser = _Parser(prog=f"python -m apps {app.name}", description=app.summary)
+    commands = app_parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train_parser = commands.add_parser("train", help="train, evaluate, report and export",
+                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    build_parser(app.config_class, app.defaults, train_parser)
+    predict_parser = commands.add_parser("predict", help="run an exported SavedModel on inputs")
+    predict_parser.add_argument("--model-dir", required=True,
+                                help="an export: saved_models/<app> (latest version) or a version")
+    predict_parser.add_argument("inputs", nargs="+", metavar="INPUT")
+    arguments = app_parser.parse_args(argv[1:])
+    try:
+        if arguments.command == "train":
+            train(app, from_namespace(app.config_class, arguments))
+        else:
+            _predict(app, arguments)
+    except (RunError, DataError, FileNotFoundError, ValueError) as error:
+        print(f"python -m apps {app.name} {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

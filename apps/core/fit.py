@@ -1,0 +1,265 @@
+"""How a run fits its model: one loop over the training phases, one optimizer factory, one set of
+callbacks (early stopping, best weights, history, backup), and two ways to run the epochs:
+Keras' `fit`, or a custom step for `MultiWorkerMirroredStrategy`, under which Keras 3's `fit`
+fails in TF 2.21 (keras-team/keras#20585). Both use the app's loss and metrics.
+
+Phase "head" trains for `--epochs` (a pretrained backbone frozen); phase "fine_tune" follows for
+`--fine-tune-epochs` with the backbone's top `--fine-tune` layers unfrozen at
+`--fine-tune-learning-rate-ratio` times the learning rate. Each phase resumes on its own backup;
+a finished phase leaves a marker and is not run again.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from apps.core import report
+from apps.core.errors import RunError
+from apps.core.pipeline import input_pipeline
+
+_JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` to each epoch's logs, so history.csv carries the training time of
+    every epoch, including those of runs that were interrupted and resumed."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["epoch_seconds"] = time.perf_counter() - self.started
+
+
+class BestWeightsCheckpoint(keras.callbacks.Callback):
+    """Keeps the weights of the lowest `val_loss` so far, across resumes.
+
+    Unlike `ModelCheckpoint`, it writes a temporary file and renames it into place, so a run
+    killed mid-write keeps its previous best checkpoint intact. It saves the weights of
+    `full_model`, which may be more than the model being fitted (a head on cached features).
+    """
+
+    def __init__(self, full_model, path: Path, best: float = math.inf):
+        super().__init__()
+        self.full_model, self.path, self.best = full_model, path, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss", math.inf)
+        if loss < self.best:
+            self.best = loss
+            partial = self.path.with_name(f".partial-{self.path.name}")
+            self.full_model.save_weights(partial)
+            os.replace(partial, self.path)
+
+
+def compile_model(model, app, config, learning_rate: float, decay_steps: int) -> None:
+    """Adam with cosine decay, the app's loss and metrics. Under a tf.distribute strategy one step
+    runs per call: Keras 3.15's multi-step loop fails on a distributed iterator."""
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(decay_steps, 1),
+                                                      alpha=0.01)
+    steps_per_execution = config.steps_per_execution
+    if tf.distribute.has_strategy() and steps_per_execution > 1:
+        print(f"[{app.name}] --steps-per-execution {steps_per_execution} -> 1 under "
+              f"{type(tf.distribute.get_strategy()).__name__}", flush=True)
+        steps_per_execution = 1
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=app.loss,
+                  metrics=list(app.metrics), jit_compile=_JIT_COMPILE[config.jit_compile],
+                  steps_per_execution=steps_per_execution)
+
+
+def _committed_history(run_dir: Path, backup_dir: Path, committed: int) -> list[dict]:
+    """The history of the epochs the phase's last backup holds (at least `committed`, the epochs
+    of finished phases), with rows of any later epoch dropped.
+
+    CSVLogger writes an epoch's row just before BackupAndRestore saves that epoch; a run killed
+    in between retrains the epoch on resume, so its row must go.
+    """
+    history = report.read_history(run_dir / "history.csv")
+    metadata = backup_dir / "training_metadata.json"
+    if metadata.exists():
+        committed = json.loads(metadata.read_text())["epoch"]
+    kept = [row for row in history if row["epoch"] < committed]
+    if len(kept) != len(history):
+        report.write_history(run_dir / "history.csv", kept)
+    return kept
+
+
+def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dict]):
+    best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
+    return [
+        EpochTimer(),
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
+        BestWeightsCheckpoint(model, run_dir / BEST_WEIGHTS, best_loss),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+    ]
+
+
+def keras_epochs(model, data: tuple, first_epoch: int, end_epoch: int, callbacks: list) -> None:
+    """Epochs `first_epoch`..`end_epoch - 1` with Keras' `fit`."""
+    model.fit(data[0], validation_data=data[1], initial_epoch=first_epoch, epochs=end_epoch,
+              shuffle=False, verbose=2, callbacks=callbacks)
+
+
+def _per_example_metric(name: str, loss: str):
+    """A compiled metric's name as a function giving one value per example ("accuracy" as Keras
+    resolves it for the loss; "mae", "mse" and the like are loss functions)."""
+    if name == "accuracy":
+        return (keras.metrics.sparse_categorical_accuracy if loss.startswith("sparse")
+                else keras.metrics.binary_accuracy)
+    return keras.losses.get(name)
+
+
+def distributed_epochs(strategy, app, name: str):
+    """Epochs with a custom step under `strategy` (tf.GradientTape in `strategy.run`, the loss
+    averaged over the global batch, the model's compiled optimizer), driving the same Keras
+    callbacks as `fit`: they see one `on_train_batch_end` per epoch with the epoch's logs."""
+
+    def run_epochs(model, data, first_epoch, end_epoch, callbacks):
+        loss_function = keras.losses.get(app.loss)
+        metric_functions = {metric: _per_example_metric(metric, app.loss)
+                            for metric in app.metrics}
+
+        def sums(targets, outputs):
+            per_example = loss_function(targets, outputs)
+            totals = {"loss": tf.reduce_sum(per_example),
+                      "count": tf.cast(tf.size(per_example), tf.float32)}
+            for metric, function in metric_functions.items():
+                totals[metric] = tf.reduce_sum(tf.cast(function(targets, outputs), tf.float32))
+            return totals, per_example
+
+        def replica_step(inputs, targets):
+            with tf.GradientTape() as tape:
+                outputs = model(inputs, training=True)
+                totals, per_example = sums(targets, outputs)
+                loss = tf.nn.compute_average_loss(per_example)
+            gradients = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return totals
+
+        @tf.function
+        def train_step(inputs, targets):
+            totals = strategy.run(replica_step, args=(inputs, targets))
+            return {key: strategy.reduce("SUM", value, axis=None) for key, value in totals.items()}
+
+        @tf.function
+        def evaluate_step(inputs, targets):
+            return sums(targets, model(inputs, training=False))[0]
+
+        def epoch_logs(dataset, step, prefix=""):
+            totals = {}
+            for inputs, targets in dataset:  # validation: every worker alone, weights are equal
+                for key, value in step(inputs, targets).items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+            count = totals.pop("count")
+            return {f"{prefix}{key}": value / count for key, value in totals.items()}
+
+        callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+        model.stop_training = False
+        callback_list.on_train_begin()
+        for epoch in range(first_epoch, end_epoch):
+            callback_list.on_epoch_begin(epoch)
+            logs = epoch_logs(_distributed(data[0], strategy), train_step)
+            callback_list.on_train_batch_end(0, logs)
+            logs.update(epoch_logs(data[1], evaluate_step, "val_"))
+            callback_list.on_epoch_end(epoch, logs)
+            print(f"[{name}] epoch {epoch + 1}/{end_epoch}: " + ", ".join(
+                f"{key}={value:.4f}" for key, value in logs.items()), flush=True)
+            if model.stop_training:
+                break
+        callback_list.on_train_end()
+
+    return run_epochs
+
+
+def _distributed(dataset: tf.data.Dataset, strategy) -> tf.distribute.DistributedDataset:
+    """Every worker reads the data and keeps its share of each global batch (DATA sharding: the
+    data are in memory, not in files that could be split between workers)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _cached_features(model: zoo.TransferClassifier, data: tuple, config) -> tuple:
+    """The model's head, and the training and validation data as its pooled features, computed
+    once with the frozen backbone (no augmentation, so they never change)."""
+    extractor = model.feature_extractor()
+
+    def extracted(batches):
+        features, targets = [], []
+        for inputs, target in batches:
+            features.append(extractor.predict_on_batch(inputs))
+            targets.append(target)
+        return tf.data.Dataset.from_tensor_slices((np.concatenate(features),
+                                                   tf.concat(targets, 0)))
+
+    return model.head(), (input_pipeline(extracted(data[0]), config.batch_size, config.seed),
+                          input_pipeline(extracted(data[1]), config.batch_size))
+
+
+def _load_best_weights(model, run_dir: Path) -> None:
+    """The lowest-val_loss weights so far; none exist if no validation loss was ever finite."""
+    if (run_dir / BEST_WEIGHTS).exists():
+        model.load_weights(run_dir / BEST_WEIGHTS)
+
+
+def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: int,
+               run_epochs=keras_epochs, extra_callbacks: tuple = ()) -> float:
+    """Fits `model` phase by phase with `run_epochs`, then loads its best weights. With
+    `--cache-features` the head phase fits the head alone on features computed once. Returns
+    the seconds spent extracting features, which count as training time."""
+    transfer = isinstance(model, zoo.TransferClassifier)
+    phases = [("head", config.epochs, config.learning_rate)]
+    if transfer:
+        model.backbone.trainable = False
+        if config.fine_tune_layers() != 0 and config.fine_tune_epochs > 0:
+            phases.append(("fine_tune", config.fine_tune_epochs,
+                           config.learning_rate * config.fine_tune_learning_rate_ratio))
+    finished_epochs, feature_seconds = 0, 0.0
+    for name, epochs, learning_rate in phases:
+        marker = run_dir / f"phase_{name}.json"
+        if name == "fine_tune":
+            zoo.unfreeze_top(model.backbone, config.fine_tune_layers())
+            _load_best_weights(model, run_dir)
+        if marker.exists():
+            finished = json.loads(marker.read_text())
+            finished_epochs = finished["epochs"]
+            feature_seconds += finished.get("feature_seconds", 0.0)
+            continue
+        backup_dir = run_dir / f"backup_{name}"
+        history = _committed_history(run_dir, backup_dir, finished_epochs)
+        fitted, fitted_data, phase_feature_seconds = model, data, 0.0
+        if name == "head" and config.cache_features:
+            started = time.perf_counter()
+            fitted, fitted_data = _cached_features(model, data, config)
+            phase_feature_seconds = time.perf_counter() - started
+        compile_model(fitted, app, config, learning_rate, steps_per_epoch * epochs)
+        callbacks = [*_callbacks(model, run_dir, backup_dir, config, history), *extra_callbacks]
+        try:
+            run_epochs(fitted, fitted_data, finished_epochs, finished_epochs + epochs, callbacks)
+        except RuntimeError as error:
+            if "NaN or Inf loss" not in str(error):
+                raise
+            raise RunError(
+                f"training diverged in epoch {len(history) + 1} ({error}). Nothing was exported; "
+                f"{run_dir} keeps the last finished epoch's backup and the best weights "
+                f"({BEST_WEIGHTS}). Re-run with a lower --learning-rate and a new --run-dir."
+            ) from error
+        finished_epochs = len(report.read_history(run_dir / "history.csv"))
+        feature_seconds += phase_feature_seconds
+        marker.write_text(json.dumps({"epochs": finished_epochs,
+                                      "feature_seconds": phase_feature_seconds}))
+    _load_best_weights(model, run_dir)
+    if not model.compiled:  # only its head was fitted, on cached features: compile to evaluate
+        compile_model(model, app, config, config.learning_rate, 1)
+    return feature_seconds

@@ -1,0 +1,209 @@
+"""`train()`: the start and the end of every run, for every app, on one machine or many.
+
+data -> model -> fit (`apps.core.fit`) -> evaluate -> export -> report. Whether this process is
+the chief of a multi-worker cluster decides only where its files go and whether it evaluates,
+reports and exports (as in the TF Model Garden's runner); nothing here knows which app it runs.
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+import zoo
+from apps.core import export, report
+from apps.core.app import App
+from apps.core.config import check_model_options, in_cli_words
+from apps.core.errors import RunError
+from apps.core.fit import distributed_epochs, fit_phases, keras_epochs
+from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
+
+
+@dataclasses.dataclass(frozen=True)
+class Role:
+    """This process's place in the run: `workers` processes train; the chief writes the run."""
+
+    task_type: str = "local"
+    task_index: int = 0
+    workers: int = 1
+    chief: bool = True
+
+
+def cluster_role() -> Role:
+    """This task's role from TF_CONFIG, or a RunError saying what to set. The chief is task
+    "chief", or worker 0 when there is none."""
+    text = os.environ.get("TF_CONFIG", "")
+    try:
+        tf_config = json.loads(text)
+        cluster, task = tf_config["cluster"], tf_config["task"]
+        task_type, task_index = task["type"], int(task["index"])
+        return Role(task_type, task_index,
+                    len(cluster.get("chief", [])) + len(cluster.get("worker", [])),
+                    task_type == "chief" or (not cluster.get("chief") and task_type == "worker"
+                                             and task_index == 0))
+    except (ValueError, KeyError, TypeError) as error:
+        raise RunError(
+            f"--distribute multiworker reads the cluster from TF_CONFIG, which is "
+            f"{'unset' if not text else 'not valid (' + str(error) + ')'}. Set it on every "
+            f"worker, e.g. TF_CONFIG='{{\"cluster\": {{\"worker\": [\"host1:12345\", "
+            f"\"host2:12345\"]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}' (index 1 on "
+            f"the second host).") from error
+
+
+def _strategy(config, role: Role) -> tuple[str, tf.distribute.Strategy]:
+    """MultiWorkerMirroredStrategy for a cluster; MirroredStrategy over all GPUs (or, with
+    `--distribute mirrored` and no GPU, over the logical CPU devices); else the default. Mixed
+    precision on GPUs."""
+    if config.distribute == "multiworker":  # created before anything else starts TF's runtime
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        return f"multiworker over {role.workers} workers", strategy
+    gpus = tf.config.list_logical_devices("GPU")
+    if gpus and config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    devices = [device.name for device in gpus or tf.config.list_logical_devices("CPU")]
+    kind = "gpu" if gpus else "cpu"
+    if config.distribute == "mirrored" or (config.distribute == "auto" and len(gpus) > 1):
+        return f"mirrored over {len(devices)} {kind}", tf.distribute.MirroredStrategy(devices)
+    return f"1 {kind}", tf.distribute.get_strategy()
+
+
+def resolve_run_dir(app: App, config) -> tuple[Path, bool]:
+    """The run directory, and whether this run resumes an interrupted one there."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(config.run_dir or f"runs/{app.name}/{stamp}")
+    config_path = run_dir / "config.json"
+    if (run_dir / "metrics.json").exists():
+        raise RunError(f"--run-dir {run_dir} holds a finished run (metrics.json). Choose a new "
+                       f"--run-dir, or leave it out for a fresh timestamped one.")
+    if not config_path.exists():
+        return run_dir, False
+    saved = json.loads(config_path.read_text())["options"]
+    current = dataclasses.asdict(config)
+    changed = sorted(key for key in current if saved.get(key) != current[key])
+    if changed:
+        raise RunError(f"--run-dir {run_dir} holds an interrupted run with other options "
+                       f"({', '.join(changed)}). Re-run with the same options to resume it, or "
+                       f"choose a new --run-dir.")
+    return run_dir, True
+
+
+def check_options(app: App, config) -> None:
+    """Refuses options that cannot work, before anything is written or loaded."""
+    if config.model not in app.models:
+        raise RunError(f"--model {config.model}: not a model for the {app.name} app. "
+                       f"Choose one of: {', '.join(app.models)}.")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise RunError(f"--epochs {config.epochs} / --batch-size {config.batch_size}: "
+                       f"both must be at least 1.")
+    config.fine_tune_layers()
+    check_model_options(config, zoo.describe(config.model)["defaults"], app.app_model_options,
+                        app.name)
+    if config.cache_features and training_augmentation(app, config) is not None:
+        raise RunError("--cache-features needs --no-augment: augmented inputs change every "
+                       "epoch, so their backbone features cannot be computed once.")
+
+
+def build_model(app: App, config, splits):
+    """The app's model, with the zoo's errors restated in flags."""
+    try:
+        model = app.build_model(config, splits)
+    except ValueError as error:
+        raise RunError(in_cli_words(str(error), app.option_flags,
+                                    zoo.describe(config.model)["defaults"])) from error
+    if config.cache_features and not isinstance(model, zoo.TransferClassifier):
+        raise RunError(f"--cache-features: model {config.model} has no pretrained backbone to "
+                       f"compute features with (image_transfer and text_transfer have).")
+    return model
+
+
+def train(app: App, config, callbacks: tuple = ()) -> dict:
+    """Trains, evaluates, exports and reports one run; returns the metrics it wrote ({} on a
+    worker that is not the chief).
+
+    `callbacks`: Keras callbacks added after the runner's own to every phase (the benchmark
+    times the runs with one).
+    """
+    check_options(app, config)
+    role = cluster_role() if config.distribute == "multiworker" else Role()
+    device, strategy = _strategy(config, role)
+    if role.chief:
+        run_dir, resuming = resolve_run_dir(app, config)
+    else:
+        run_dir, resuming = Path(tempfile.mkdtemp(prefix=f"{app.name}-worker-")), False
+    if resuming and role.workers > 1:
+        raise RunError(f"--run-dir {run_dir} holds an interrupted run; multi-worker runs do not "
+                       f"resume: choose a new --run-dir.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        report.write_config(run_dir / "config.json", app, config)
+        keras.utils.set_random_seed(config.seed)
+        splits, sizes = load_splits(app, config)
+        batch_size = config.batch_size * role.workers  # --batch-size is per worker
+        train_data = input_pipeline(splits.train, batch_size, config.seed,
+                                    training_augmentation(app, config))
+        validation_data = input_pipeline(splits.validation, config.batch_size)
+        with strategy.scope():
+            model = build_model(app, config, splits)
+            if role.workers > 1 and isinstance(model, zoo.TransferClassifier):
+                raise RunError(f"--distribute multiworker trains models from scratch; "
+                               f"{config.model} has a pretrained backbone: fine-tune it with "
+                               f"--distribute mirrored or none.")
+            run_epochs = (distributed_epochs(strategy, app, f"{app.name} {role.task_type} "
+                                                            f"{role.task_index}")
+                          if role.workers > 1 else keras_epochs)
+            feature_seconds = fit_phases(app, config, model, run_dir,
+                                         (train_data, validation_data),
+                                         math.ceil(sizes["train"] / batch_size), run_epochs,
+                                         callbacks)
+        if role.workers > 1:
+            print(f"[{app.name} {role.task_type} {role.task_index}] of {role.workers}: weights "
+                  f"sha256 {report.weights_digest(model)}", flush=True)
+        if not role.chief:
+            return {}
+        if role.workers > 1:  # evaluated and exported outside the strategy, like a local run
+            trained, model = model, build_model(app, config, splits)
+            model.set_weights(trained.get_weights())
+            model.compile(loss=app.loss, metrics=list(app.metrics))
+        facts = {"device": device, "resumed": resuming, "workers": role.workers}
+        return finish_run(app, config, model, splits, sizes, run_dir,
+                          input_pipeline(splits.test, config.batch_size), facts, feature_seconds)
+    finally:
+        if not role.chief:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test_data,
+               facts: dict, extra_train_seconds: float = 0.0) -> dict:
+    """Saves the trained (compiled) model, evaluates it on the test split, exports it and writes
+    the report from history.csv; returns the metrics."""
+    model.save(run_dir / "model.keras")
+    history = report.read_history(run_dir / "history.csv")
+    train_seconds = extra_train_seconds + sum(row["epoch_seconds"] for row in history)
+    evaluation = model.evaluate(test_data, return_dict=True, verbose=0)
+    metrics = {f"test_{name}": float(value) for name, value in evaluation.items()}
+    metrics.update(app.output.test_metrics(model, test_data, splits))
+    metrics.update(
+        data_source=splits.source, examples=sizes, **facts, backend=keras.backend.backend(),
+        epochs_trained=len(history), train_seconds=round(train_seconds, 2),
+        samples_per_second=round(sizes["train"] * len(history) / train_seconds, 1),
+        **splits.facts,
+    )
+    if app.extra_report:
+        metrics.update(app.extra_report(model, splits, run_dir, config))
+    if app.save_artifacts:
+        metrics.update(app.save_artifacts(model, run_dir, config))
+    version_dir = export.export_saved_model(
+        model, app, splits.class_names, Path(config.export_dir or f"saved_models/{app.name}"))
+    metrics["export_path"] = str(version_dir)
+    report.write_report(run_dir, app, config, metrics, history)
+    print(f"[{app.name}] test: " + ", ".join(
+        f"{key}={value:.4f}" for key, value in metrics.items() if key.startswith("test_")))
+    print(f"[{app.name}] exported {version_dir}; report in {run_dir}", flush=True)
+    return metrics

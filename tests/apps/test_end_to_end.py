@@ -1,0 +1,125 @@
+"""Every app, end to end: its sample -> train with the defaults -> report -> export -> the export
+called with raw input in a fresh process, equal to the trained model -> `predict` on files.
+
+The runs are the session's shared ones, so the accuracy floors in each app's tests check the same
+runs. Each app's raw examples are declared once here; a new app adds one entry.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from apps import APP_NAMES, get_app
+from tests.conftest import COLOURS, REPO_ROOT, VISION_FOLDER_RUN, run_cli, serve_in_fresh_process
+
+
+def mnist_examples(folder):
+    from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
+
+    images, labels = read_split(SAMPLE_DIR, "t10k")
+    images, labels = images[SAMPLE_TRAIN_SIZE:][:8], labels[SAMPLE_TRAIN_SIZE:][:8]
+    paths = []
+    for index, image in enumerate(images):
+        paths.append(folder / f"digit_{index}.png")
+        paths[-1].write_bytes(tf.io.encode_png(image[..., np.newaxis]).numpy())
+    return images, images.astype("float32")[..., np.newaxis], paths, [str(d) for d in labels]
+
+
+def speech_examples(folder):
+    from apps import speech_corpus
+    from apps.speech import read_wav
+
+    words = ("yes", "no", "left", "right", "stop")
+    paths = [sorted((speech_corpus.DEFAULT_DIR / word).glob("*f3*.wav"))[0] for word in words]
+    waveforms = np.stack([read_wav(path) for path in paths])
+    return waveforms, waveforms, paths, list(words)
+
+
+REVIEWS = {"An absolute delight, funny and warm from the first scene to the last.": "positive",
+           "Dreary, overlong and badly acted; I regret buying a ticket.": "negative",
+           "A boring, badly acted waste of time.": "negative"}
+
+
+def sentiment_examples(folder):
+    texts = np.array(list(REVIEWS), dtype=object)
+    path = folder / "reviews.txt"
+    path.write_text("\n".join(REVIEWS) + "\n\n")
+    return texts, texts, [path], list(REVIEWS.values())
+
+
+def forecast_examples(folder):
+    from apps.forecast import SAMPLE_CSV
+
+    values = np.array([float(line.split(",")[1]) for line in SAMPLE_CSV.read_text().split()[-60:]],
+                      dtype="float32")
+    windows = np.stack([values[start:start + 52] for start in range(0, 8, 2)])[..., np.newaxis]
+    path = folder / "recent.csv"
+    path.write_text("date,co2\n" + "".join(f"2001-{i},{v}\n" for i, v in enumerate(values[-52:])))
+    return windows, windows, [path], None
+
+
+def vision_examples(folder, image_folder):
+    paths = [image_folder / colour / "3.png" for colour in COLOURS]
+    pixels = np.stack([tf.image.resize(tf.io.decode_png(path.read_bytes()), (48, 48)).numpy()
+                       for path in paths]).round().astype("uint8")
+    model_input = tf.image.resize(pixels.astype("float32"), (32, 32), antialias=True).numpy()
+    return pixels, model_input, paths, list(COLOURS)
+
+
+EXAMPLES = {"mnist": mnist_examples, "speech": speech_examples, "sentiment": sentiment_examples,
+            "forecast": forecast_examples, "vision": vision_examples}
+
+
+def test_every_app_has_its_examples():
+    assert set(EXAMPLES) == set(APP_NAMES)
+
+
+@pytest.fixture(params=APP_NAMES)
+def app_run(request, sample_run, tmp_path):
+    """(app name, config, metrics, raw batch, the model's input for it, files, expected
+    predictions) for one app's shared default run on its sample."""
+    name = request.param
+    if name == "vision":
+        image_folder = request.getfixturevalue("image_folder")
+        config, metrics = sample_run(name, data=str(image_folder), **VISION_FOLDER_RUN)
+        examples = vision_examples(tmp_path, image_folder)
+    else:
+        config, metrics = sample_run(name)
+        examples = EXAMPLES[name](tmp_path)
+    return name, config, metrics, *examples
+
+
+def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path):
+    name, config, metrics, raw, model_input, paths, expected = app_run
+    app = get_app(name)
+    run_dir = REPO_ROOT / config.run_dir
+    for report_file in ("config.json", "history.csv", "metrics.json", "learning_curves.png",
+                        "MODEL_CARD.md", "model.keras"):
+        assert (run_dir / report_file).stat().st_size > 0, report_file
+    assert metrics["export_path"].endswith("/1")
+    assert "serving_default" in (run_dir / "MODEL_CARD.md").read_text()
+
+    model = keras.saving.load_model(run_dir / "model.keras", safe_mode=False)
+    expected_output = model.predict(model_input, verbose=0)
+    served = serve_in_fresh_process(metrics["export_path"], raw, tmp_path)
+    output_key = "probabilities" if app.output.has_labels else "forecast"
+    np.testing.assert_allclose(served[output_key], expected_output, rtol=1e-4, atol=1e-5)
+    if app.output.has_labels:
+        labels = (REPO_ROOT / metrics["export_path"] / "assets" / "labels.txt").read_text().split()
+        assert labels == metrics["class_names"]
+        assert [label.decode() for label in served["class_name"]] == [
+            labels[index] for index in expected_output.argmax(axis=1)]
+
+    result = run_cli(name, "predict", "--model-dir", str(REPO_ROOT / config.export_dir),
+                     *map(str, paths))
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    if expected is None:
+        assert len(lines) == len(paths) and all(len(line["forecast"]) for line in lines)
+    else:
+        assert len(lines) == len(expected)
+        predicted = [line["class"] for line in lines]
+        assert sum(p == e for p, e in zip(predicted, expected)) >= 0.75 * len(expected), predicted

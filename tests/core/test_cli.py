@@ -1,0 +1,82 @@
+"""The command line's answers to user mistakes: one line naming the flag, exit status 2, and
+nothing trained; and what `--help` and `list` print."""
+
+import pytest
+
+from apps import APP_NAMES
+from tests.conftest import cli_in_process
+
+
+def one_error_line(capsys, *args) -> str:
+    status, _, err = cli_in_process(capsys, *args)
+    lines = err.strip().splitlines()
+    assert status == 2, err
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_unknown_app_and_flag(capsys):
+    assert one_error_line(capsys, "imagenet", "train") == (
+        f"python -m apps: error: unknown app 'imagenet'; choose one of: list, "
+        f"{', '.join(APP_NAMES)} (see --help)")
+    assert "unrecognized arguments: --epochz 3" in one_error_line(capsys, "mnist", "train",
+                                                                   "--epochz", "3")
+
+
+def test_unknown_model_lists_the_apps_models(capsys):
+    assert one_error_line(capsys, "mnist", "train", "--model", "resnet9000") == (
+        "python -m apps mnist train: error: --model resnet9000: not a model for the mnist app. "
+        "Choose one of: mnist_cnn, mnist_mlp, small_cnn.")
+
+
+def test_missing_data_path_names_the_flag(capsys):
+    assert "--data /no/such/mnist: no such file or folder" in one_error_line(
+        capsys, "mnist", "train", "--data", "/no/such/mnist")
+
+
+@pytest.mark.parametrize("model_arg,message", [
+    ("num_classes=5", "--model-arg num_classes=5: the mnist app sets num_classes itself (from "
+                      "the ten digits); leave it out."),
+    ("dropout_rate=abc", "--model-arg dropout_rate=abc: expected a number, like the default 0.5."),
+    ("filters=32", "--model-arg filters=32: expected a tuple such as (32, 64), like the default "
+                   "(32, 64)."),
+    ("width=3", "--model-arg width=3: mnist_cnn has no option width. Its options: input_shape, "
+                "num_classes, filters, dropout_rate."),
+    ("dropout_rate", "--model-arg dropout_rate: expected key=value, e.g. dropout_rate=0.3."),
+])
+def test_model_args_are_checked_against_the_builder(capsys, tmp_path, model_arg, message):
+    line = one_error_line(capsys, "mnist", "train", "--model-arg", model_arg,
+                          "--run-dir", str(tmp_path / "run"))
+    assert line == f"python -m apps mnist train: error: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_offline_imagenet_weights_are_explained_in_flags(capsys, image_folder, tmp_path):
+    line = one_error_line(capsys, "vision", "train", "--data", str(image_folder),
+                          "--image-size", "32", "--run-dir", str(tmp_path / "run"))
+    assert "ImageNet weights of mobilenet_v2 could not be downloaded" in line
+    assert "pass --weights PATH to a local weights file, or --weights none" in line
+    assert "weights=" not in line
+    missing = one_error_line(capsys, "vision", "train", "--data", str(image_folder),
+                             "--weights", "/no/such.h5", "--run-dir", str(tmp_path / "run2"))
+    assert "--weights /no/such.h5: no such file. Give --weights imagenet, --weights none" in missing
+    backbone = one_error_line(capsys, "vision", "train", "--data", str(image_folder),
+                              "--backbone", "vgg99", "--run-dir", str(tmp_path / "run3"))
+    assert "--backbone vgg99: unknown backbone. Choose one of: mobilenet_v2," in backbone
+
+
+def test_help_lists_every_shared_option_with_its_default(capsys):
+    status, out, _ = cli_in_process(capsys, "mnist", "train", "--help")
+    assert status == 0
+    for flag in ("--model", "--data", "--epochs", "--batch-size", "--learning-rate", "--seed",
+                 "--run-dir", "--export-dir", "--model-arg"):
+        assert flag in out
+    assert "'mnist_cnn'" in out
+
+
+def test_list_names_apps_and_models_with_task_and_size(capsys):
+    status, out, _ = cli_in_process(capsys, "list")
+    assert status == 0
+    assert "app   mnist" in out
+    assert any(line.startswith("model mnist_mlp") and "101,770 params" in line
+               for line in out.splitlines())

@@ -1,0 +1,100 @@
+"""`train()`: a killed run resumes, a finished one is kept, a diverging one stops clearly, and the
+same run goes over two devices with MirroredStrategy."""
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from apps import get_app
+from apps.core import RunError, resolve_config, train
+from tests.conftest import REPO_ROOT, read_json, run_python
+
+APP = get_app("mnist")
+
+
+def _history_epochs(run_dir):
+    history = run_dir / "history.csv"
+    rows = history.read_text().split()[1:] if history.exists() else []
+    return [int(row.split(",")[0]) for row in rows]
+
+
+def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "apps", "mnist", "train", "--data", "sample", "--model",
+               "mnist_mlp", "--epochs", "6", "--run-dir", str(run_dir), "--export-dir",
+               str(tmp_path / "exports")]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while len(_history_epochs(run_dir)) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_before_kill = _history_epochs(run_dir)
+    assert 2 <= len(finished_before_kill) < 6, finished_before_kill
+    assert not (run_dir / "metrics.json").exists()
+
+    changed = subprocess.run(command[:-4] + ["--epochs", "7"] + command[-4:], cwd=REPO_ROOT,
+                             capture_output=True, text=True)
+    assert changed.returncode == 2
+    assert "interrupted run with other options (epochs)" in changed.stderr
+
+    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _history_epochs(run_dir) == list(range(6))
+    assert f"Epoch {len(finished_before_kill) + 1}/6" in resumed.stdout
+    assert "Epoch 1/6" not in resumed.stdout
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["resumed"] is True and metrics["epochs_trained"] == 6
+    assert metrics["test_accuracy"] >= 0.9
+
+    with pytest.raises(RunError, match="holds a finished run"):
+        train(APP, resolve_config(APP, data="sample", model="mnist_mlp", epochs=6,
+                                  run_dir=str(run_dir), export_dir=str(tmp_path / "exports")))
+
+
+def test_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints(tmp_path, run_paths):
+    def poisoned_model(config, splits):
+        model = APP.build_model(config, splits)
+        pixels = keras.Input(shape=(28, 28, 1), name="pixels")
+        return keras.Model(pixels, keras.layers.Rescaling(float("nan"))(model(pixels)))
+
+    app = dataclasses.replace(APP, build_model=poisoned_model)
+    with pytest.raises(RunError, match=r"training diverged in epoch 1 \(NaN or Inf loss.*"
+                                       r"--learning-rate and a new --run-dir"):
+        train(app, resolve_config(app, data="sample", model="mnist_mlp", epochs=2, **run_paths))
+    assert not (tmp_path / "exports").exists()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def test_cache_features_needs_a_pretrained_backbone(run_paths):
+    with pytest.raises(RunError, match="--cache-features: model mnist_mlp has no pretrained"):
+        train(APP, resolve_config(APP, data="sample", model="mnist_mlp", cache_features=True,
+                                  **run_paths))
+
+
+MIRRORED_ON_TWO_CPUS = """
+import sys, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from apps import APP_NAMES, get_app
+from apps.core.cli import main
+sys.exit(main(APP_NAMES, get_app, sys.argv[1:]))
+"""
+
+
+def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
+    result = run_python(MIRRORED_ON_TWO_CPUS, "mnist", "train", "--data", "sample", "--model",
+                        "mnist_mlp", "--epochs", "2", "--distribute", "mirrored",
+                        "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_json(tmp_path / "run" / "metrics.json")
+    assert metrics["device"] == "mirrored over 2 cpu"
+    assert "--steps-per-execution 16 -> 1 under MirroredStrategy" in result.stdout
+    assert metrics["test_accuracy"] >= 0.85
