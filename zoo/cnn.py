@@ -28,7 +28,8 @@ def _pooled_stages(x, stage_filters):
     return x
 
 
-@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]")
+@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]",
+                search={"dense_units": [64, 128, 256]})
 def small_cnn(input_shape=(28, 28, 1), num_classes=10, filters=32, dense_units=128):
     """The seed's small CNN: Conv2D 32 3x3 relu, MaxPool 2, Flatten, Dense 128 relu, softmax."""
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
@@ -39,7 +40,8 @@ def small_cnn(input_shape=(28, 28, 1), num_classes=10, filters=32, dense_units=1
     return keras.Model(inputs, classification_output(num_classes)(x), name="small_cnn")
 
 
-@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]")
+@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]",
+                search={"dropout_rate": (0.2, 0.6)})
 def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64), dropout_rate=0.5):
     """keras.io's MNIST convnet: (Conv2D 3x3 relu, MaxPool 2) per filter count, dropout, softmax."""
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
@@ -63,7 +65,8 @@ def _residual_block(x, filters, strides):
     return layers.Activation("relu")(layers.Add()([shortcut, x]))
 
 
-@register_model(task="image_classification", inputs="float32 [batch, 32, 32, 3] pixels in [0, 1]")
+@register_model(task="image_classification", inputs="float32 [batch, 32, 32, 3] pixels in [0, 1]",
+                search={"dropout_rate": (0.0, 0.5), "blocks_per_stage": [1, 2, 3]})
 def resnet_cnn(input_shape=(32, 32, 3), num_classes=10, stage_filters=(32, 64, 128),
                blocks_per_stage=2, dropout_rate=0.2):
     """A small ResNet for CIFAR-sized images: residual stages, batch norm, global pooling.
@@ -98,7 +101,8 @@ def convnet_features(weights=None, input_shape=(32, 32, 3), stage_filters=(16, 3
 _SPEECH_INPUTS = "float32 [batch, frames, mel_bins, 1] normalised log-mel spectrogram"
 
 
-@register_model(task="audio_classification", inputs=_SPEECH_INPUTS)
+@register_model(task="audio_classification", inputs=_SPEECH_INPUTS,
+                search={"dropout_rate": (0.0, 0.5)})
 def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), dropout_rate=0.3):
     """A keyword-spotting CNN on log-mel spectrograms: conv-BN-relu-pool stages, global pooling."""
     inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
@@ -107,7 +111,8 @@ def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), d
     return keras.Model(inputs, classification_output(num_classes)(x), name="speech_cnn")
 
 
-@register_model(task="audio_classification", inputs=_SPEECH_INPUTS)
+@register_model(task="audio_classification", inputs=_SPEECH_INPUTS,
+                search={"dropout_rate": (0.0, 0.5), "num_blocks": [2, 4, 6]})
 def speech_ds_cnn(input_shape=(101, 40, 1), num_classes=12, filters=64, num_blocks=4,
                   dropout_rate=0.2):
     """DS-CNN ("Hello Edge", Zhang et al. 2017): a strided conv, then depthwise-separable blocks."""

@@ -21,7 +21,8 @@ def _perceptron(name, input_shape, hidden_units, num_outputs, dropout_rate=0.0, 
     return keras.Model(inputs, classification_output(num_outputs)(x), name=name)
 
 
-@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]")
+@register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]",
+                search={"hidden_units": [64, 128, 256]})
 def mnist_mlp(input_shape=(28, 28, 1), num_classes=10, hidden_units=128):
     """The seed's MNIST MLP: Flatten, Dense 128 relu, Dense softmax."""
     return _perceptron("mnist_mlp", input_shape, [hidden_units], num_classes)
@@ -33,7 +34,8 @@ def binary_mlp(num_features=20, hidden_units=64):
     return _perceptron("binary_mlp", (num_features,), [hidden_units], 1)
 
 
-@register_model(task="tabular", inputs="float32 [batch, *input_shape] features")
+@register_model(task="tabular", inputs="float32 [batch, *input_shape] features",
+                search={"dropout_rate": (0.0, 0.5)})
 def mlp(input_shape=(20,), hidden_units=(64, 64), num_outputs=2, dropout_rate=0.0, batch_norm=False):
     """A general MLP: any hidden sizes, dropout, batch norm; softmax (or sigmoid for 1 output)."""
     return _perceptron("mlp", input_shape, hidden_units, num_outputs, dropout_rate, batch_norm)

@@ -20,6 +20,7 @@ class ModelEntry:
     builder: Callable[..., keras.Model]
     task: str
     inputs: str
+    search: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -36,11 +37,12 @@ class ModelEntry:
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(task: str, inputs: str):
+def register_model(task: str, inputs: str, search: dict[str, Any] | None = None):
     """Registers the decorated builder under its function name.
 
     `task` groups models for apps (e.g. "image_classification"); `inputs` says in words what
-    the model expects, e.g. "float32 [batch, 28, 28, 1] pixels in [0, 1]".
+    the model expects, e.g. "float32 [batch, 28, 28, 1] pixels in [0, 1]". `search` declares the
+    options worth tuning next to their defaults: option -> a list of choices, or (low, high).
     """
 
     def decorator(builder):
@@ -52,7 +54,14 @@ def register_model(task: str, inputs: str):
                 raise ValueError(
                     f"Builder {name!r}: option {parameter.name!r} needs a default value."
                 )
-        _MODELS[name] = ModelEntry(name=name, builder=builder, task=task, inputs=inputs)
+        parameters = inspect.signature(builder).parameters
+        for option, values in (search or {}).items():
+            if option not in parameters or not (
+                    isinstance(values, list) or (isinstance(values, tuple) and len(values) == 2)):
+                raise ValueError(f"Builder {name!r}: search option {option!r} must be one of its "
+                                 f"options, with a list of choices or a (low, high) range.")
+        _MODELS[name] = ModelEntry(name=name, builder=builder, task=task, inputs=inputs,
+                                   search=dict(search or {}))
         return builder
 
     return decorator

@@ -29,9 +29,10 @@ def _recurrent_forecaster(name, cell, units, num_layers, dropout_rate, num_featu
 
 
 _INPUTS = "float32 [batch, steps, num_features] scaled window"
+_SEARCH = {"units": [32, 50, 64, 128], "dropout_rate": (0.0, 0.3)}
 
 
-@register_model(task="forecasting", inputs=_INPUTS)
+@register_model(task="forecasting", inputs=_INPUTS, search=_SEARCH)
 def simple_rnn_forecaster(units=50, num_layers=2, dropout_rate=0.0, num_features=1, horizon=1,
                           steps=None):
     """The seed's forecaster: two stacked SimpleRNN(50), then Dense."""
@@ -39,7 +40,7 @@ def simple_rnn_forecaster(units=50, num_layers=2, dropout_rate=0.0, num_features
                                  dropout_rate, num_features, horizon, steps)
 
 
-@register_model(task="forecasting", inputs=_INPUTS)
+@register_model(task="forecasting", inputs=_INPUTS, search=_SEARCH)
 def lstm_forecaster(units=50, num_layers=1, dropout_rate=0.0, num_features=1, horizon=1,
                     steps=None):
     """The seed's LSTM forecaster: LSTM(50), then Dense."""
@@ -47,7 +48,7 @@ def lstm_forecaster(units=50, num_layers=1, dropout_rate=0.0, num_features=1, ho
                                  num_features, horizon, steps)
 
 
-@register_model(task="forecasting", inputs=_INPUTS)
+@register_model(task="forecasting", inputs=_INPUTS, search=_SEARCH)
 def gru_forecaster(units=50, num_layers=1, dropout_rate=0.0, num_features=1, horizon=1,
                    steps=None):
     """A GRU forecaster: GRU(50), then Dense."""

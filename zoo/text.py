@@ -33,7 +33,8 @@ class PositionEmbedding(layers.Layer):
         return {**super().get_config(), "sequence_length": self.sequence_length}
 
 
-@register_model(task="text_classification", inputs=_INPUTS)
+@register_model(task="text_classification", inputs=_INPUTS,
+                search={"units": [32, 64, 128], "dropout_rate": (0.2, 0.6)})
 def bilstm_classifier(vocab_size=20000, sequence_length=200, embedding_dim=128, units=64,
                       num_layers=2, dropout_rate=0.5, num_classes=2):
     """keras.io's IMDB BiLSTM: embedding, stacked bidirectional LSTMs, softmax."""
@@ -63,7 +64,8 @@ def _encoder_block(x, num_heads, feed_forward_dim, dropout_rate):
     )
 
 
-@register_model(task="text_classification", inputs=_INPUTS)
+@register_model(task="text_classification", inputs=_INPUTS,
+                search={"num_heads": [2, 4], "dropout_rate": (0.0, 0.3)})
 def transformer_classifier(vocab_size=20000, sequence_length=200, embedding_dim=64, num_heads=2,
                            feed_forward_dim=64, num_layers=1, dropout_rate=0.1, num_classes=2):
     """keras.io's text Transformer: token + position embeddings, encoder blocks, mean pooling."""

@@ -54,7 +54,8 @@ def _classifier(inputs, features, num_classes, dropout_rate, name):
 
 
 @register_model(task="image_classification",
-                inputs="float32 [batch, height, width, 3] RGB pixels in [0, 255]")
+                inputs="float32 [batch, height, width, 3] RGB pixels in [0, 255]",
+                search={"dropout_rate": (0.0, 0.5)})
 def image_transfer(backbone="mobilenet_v2", weights=None, input_shape=(224, 224, 3),
                    num_classes=2, dropout_rate=0.2):
     """A pretrained image backbone (pooled), dropout, softmax; the backbone's preprocessing inside.
@@ -85,7 +86,8 @@ def image_transfer(backbone="mobilenet_v2", weights=None, input_shape=(224, 224,
 
 @register_model(task="text_classification",
                 inputs="{token_ids, padding_mask}: int [batch, sequence_length] from the "
-                       "backbone's own tokenizer; with raw_text=True, strings [batch]")
+                       "backbone's own tokenizer; with raw_text=True, strings [batch]",
+                search={"dropout_rate": (0.0, 0.3)})
 def text_transfer(backbone="all-minilm-l6-v2", num_classes=2, sequence_length=128,
                   dropout_rate=0.1, raw_text=False):
     """A pretrained KerasHub text backbone, masked mean pooling, dropout, softmax.

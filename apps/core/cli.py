@@ -1,4 +1,4 @@
-"""Command line: `python -m apps list`, `python -m apps APP train|predict [options]`.
+"""Command line: `python -m apps list`, `python -m apps APP train|lr-find|tune|predict [options]`.
 
 It knows the apps only through the `app_names` and `get_app` it is given.
 """
@@ -75,27 +75,65 @@ def main(app_names, get_app, argv=None) -> int:
         parser.error(f"unknown app {argv[0]!r}; choose one of: list, {', '.join(app_names)}")
 
     _import_tensorflow_quietly()
-    from apps.core.config import build_parser, from_namespace
+    from apps.core.config import build_parser, from_namespace, read_config_file
     from apps.core.errors import DataError, RunError
+    from apps.core.lr_find import find_learning_rate
     from apps.core.train import train
+    from apps.core.tune import tune
 
     app = get_app(argv[0])
+    command = argv[1] if len(argv) > 1 else ""
+    try:
+        preparse = argparse.ArgumentParser(add_help=False)
+        preparse.add_argument("--config")
+        config_file = preparse.parse_known_args(argv[2:])[0].config
+        file_options = (read_config_file(config_file, app.name, app.config_class)
+                        if config_file and command in RUN_COMMANDS else {})
+    except RunError as error:
+        print(f"python -m apps {app.name} {command}: error: {error}", file=sys.stderr)
+        return 2
     app_parser = _Parser(prog=f"python -m apps {app.name}", description=app.summary)
     commands = app_parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train_parser = commands.add_parser("train", help="train, evaluate, report and export",
-                                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    build_parser(app.config_class, app.defaults, train_parser)
+    for name, text in RUN_COMMANDS.items():
+        run_parser = commands.add_parser(name, help=text, description=text,
+                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        build_parser(app.config_class, {**app.defaults, **file_options}, run_parser)
+        run_parser.add_argument("--config", metavar="FILE",
+                                help="YAML or JSON file of options (a run's config.json too); "
+                                     "the flags given here override it")
+        if name == "lr-find":
+            run_parser.add_argument("--start-lr", type=float, default=1e-7)
+            run_parser.add_argument("--end-lr", type=float, default=10.0)
+            run_parser.add_argument("--num-steps", type=int, default=100,
+                                    help="training steps, each at a higher learning rate")
+        if name == "tune":
+            run_parser.add_argument("--max-trials", type=int, default=10,
+                                    help="configurations to train (KerasTuner random search)")
     predict_parser = commands.add_parser("predict", help="run an exported SavedModel on inputs")
     predict_parser.add_argument("--model-dir", required=True,
                                 help="an export: saved_models/<app> (latest version) or a version")
     predict_parser.add_argument("inputs", nargs="+", metavar="INPUT")
     arguments = app_parser.parse_args(argv[1:])
     try:
-        if arguments.command == "train":
-            train(app, from_namespace(app.config_class, arguments))
-        else:
+        if arguments.command == "predict":
             _predict(app, arguments)
+            return 0
+        config = from_namespace(app.config_class, arguments)
+        if arguments.command == "train":
+            train(app, config)
+        elif arguments.command == "lr-find":
+            find_learning_rate(app, config, arguments.start_lr, arguments.end_lr,
+                               arguments.num_steps)
+        else:
+            tune(app, config, arguments.max_trials)
     except (RunError, DataError, FileNotFoundError, ValueError) as error:
         print(f"python -m apps {app.name} {arguments.command}: error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+RUN_COMMANDS = {
+    "train": "train, evaluate, report and export",
+    "lr-find": "the learning-rate range test: a loss-vs-learning-rate plot and a suggested rate",
+    "tune": "hyperparameter search with KerasTuner; writes the best options as a --config file",
+}

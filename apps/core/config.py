@@ -1,7 +1,7 @@
 """Typed run configuration, and the command-line flags generated from it.
 
-Resolution order: the dataclass defaults < the app's `defaults` < command-line flags. The resolved
-config is saved beside every run as config.json.
+Resolution order: the dataclass defaults < the app's `defaults` < a `--config` file < command-line
+flags. The resolved config is saved beside every run as config.json, itself a valid `--config`.
 """
 
 import argparse
@@ -9,8 +9,11 @@ import ast
 import dataclasses
 import re
 import typing
+from pathlib import Path
 
 from apps.core.errors import RunError
+
+SCHEDULES = ("cosine", "constant", "onecycle", "plateau")
 
 
 def option(default, help: str, **metadata):
@@ -30,7 +33,18 @@ class TrainConfig:
                                "layout; auto = TFDS when prepared or downloadable, else the sample")
     epochs: int = option(10, "maximum number of epochs (early stopping may end sooner)")
     batch_size: int = option(128, "examples per training step")
-    learning_rate: float = option(1e-3, "peak learning rate (Adam, cosine decay)")
+    learning_rate: float = option(1e-3, "peak learning rate (of the --schedule, after warm-up)")
+    schedule: str = option("cosine", "learning-rate schedule: cosine (decays to 1%% of the peak), "
+                                     "constant, onecycle (from peak/25 up over 30%% of the steps, "
+                                     "then cosine down), plateau (divided by 5 after 2 epochs "
+                                     "without validation improvement)",
+                           choices=SCHEDULES)
+    warmup_steps: int = option(0, "steps of linear warm-up to the peak learning rate (cosine, "
+                                  "constant, onecycle)")
+    weight_decay: float = option(0.0, "decoupled weight decay: AdamW when above 0, else Adam")
+    clip_norm: float = option(0.0, "clip the gradients' global norm to this; 0 = no clipping")
+    label_smoothing: float = option(0.0, "classifiers: spread this much of each target's "
+                                         "probability over the other classes")
     seed: int = option(42, "seed for weights, shuffling, splits and augmentation")
     run_dir: str = option("", "where logs, checkpoints and the report go (default "
                               "runs/<app>/<timestamp>); re-run with the same dir to resume")
@@ -166,6 +180,47 @@ def build_parser(config_class: type, defaults: dict, parser: argparse.ArgumentPa
         else:
             parser.add_argument(_flag(field.name), type=kind, default=default, choices=choices,
                                 help=f"{text} (default: {default!r})")
+
+
+def read_config_file(path: str, app_name: str, config_class: type) -> dict:
+    """The options in a YAML or JSON file (`--config`), checked against the config's fields: an
+    unknown key or a value of the wrong type is a RunError naming it. A run's own config.json is
+    read too: its "options", less `run_dir`, so that the same command starts a new run."""
+    import yaml
+
+    try:
+        content = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise RunError(f"--config {path}: not a readable YAML or JSON file ({error}).") from error
+    if isinstance(content, dict) and isinstance(content.get("options"), dict):
+        if content.get("app", app_name) != app_name:
+            raise RunError(f"--config {path}: a run of the {content['app']} app, not {app_name}.")
+        content = {key: value for key, value in content["options"].items() if key != "run_dir"}
+    if not isinstance(content, dict):
+        raise RunError(f"--config {path}: expected a mapping of option names to values.")
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    for key, value in content.items():
+        if key not in fields:
+            raise RunError(f"--config {path}: unknown option {key!r}. Options: "
+                           f"{', '.join(fields)}.")
+        kind, choices = hints[key], fields[key].metadata.get("choices")
+        valid = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                 if kind is float else
+                 isinstance(value, list) and all(isinstance(item, str) for item in value)
+                 if kind is list else
+                 isinstance(value, kind) and (kind is bool or not isinstance(value, bool)))
+        if not valid:
+            raise RunError(f"--config {path}: option {key!r} must be {_WORDS[kind]}, not "
+                           f"{value!r}.")
+        if choices and value not in choices:
+            raise RunError(f"--config {path}: option {key!r} must be one of "
+                           f"{', '.join(choices)}, not {value!r}.")
+    return {key: float(value) if hints[key] is float else value for key, value in content.items()}
+
+
+_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string",
+          list: "a list of strings"}
 
 
 def from_namespace(config_class: type, namespace: argparse.Namespace):

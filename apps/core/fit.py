@@ -60,17 +60,66 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
             os.replace(partial, self.path)
 
 
-def compile_model(model, app, config, learning_rate: float, decay_steps: int) -> None:
-    """Adam with cosine decay, the app's loss and metrics. Under a tf.distribute strategy one step
-    runs per call: Keras 3.15's multi-step loop fails on a distributed iterator."""
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, max(decay_steps, 1),
-                                                      alpha=0.01)
+def learning_rate_schedule(config, peak: float, total_steps: int):
+    """`--schedule` over `total_steps` (warm-up included) peaking at `peak`; a float for plateau,
+    whose rate ReduceLROnPlateau changes between epochs."""
+    if config.schedule == "plateau":
+        return peak
+    warmup = config.warmup_steps
+    start, alpha = 0.0, {"cosine": 0.01, "constant": 1.0}.get(config.schedule, 1e-4)
+    if config.schedule == "onecycle":  # fastai's fit_one_cycle: up from peak/25 over 30%
+        start, warmup = peak / 25, max(warmup, int(0.3 * total_steps))
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(peak, max(total_steps, 1), alpha=alpha)
+    return keras.optimizers.schedules.CosineDecay(
+        start, max(total_steps - warmup, 1), alpha=alpha, warmup_target=peak, warmup_steps=warmup)
+
+
+def make_optimizer(config, learning_rate):
+    """Adam, or AdamW with `--weight-decay`; gradients clipped to `--clip-norm` (global norm)."""
+    options = {"global_clipnorm": config.clip_norm or None}
+    if config.weight_decay:
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **options)
+    return keras.optimizers.Adam(learning_rate, **options)
+
+
+@keras.saving.register_keras_serializable(package="apps.core")
+class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels whose one-hot targets are smoothed (Szegedy et al. 2016):
+    Keras' sparse cross-entropy has no `label_smoothing`."""
+
+    def __init__(self, label_smoothing: float = 0.1, name="smoothed_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def call(self, y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32")
+        targets = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(targets, y_pred,
+                                                     label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def training_loss(app, config):
+    """The app's loss, or with `--label-smoothing` its smoothed cross-entropy."""
+    if config.label_smoothing:
+        return SmoothedSparseCategoricalCrossentropy(config.label_smoothing)
+    return app.loss
+
+
+def compile_model(model, app, config, learning_rate: float, total_steps: int) -> None:
+    """The optimizer, schedule and loss of the options, the app's metrics. Under a tf.distribute
+    strategy one step runs per call: Keras 3.15's multi-step loop fails on a distributed
+    iterator."""
     steps_per_execution = config.steps_per_execution
     if tf.distribute.has_strategy() and steps_per_execution > 1:
         print(f"[{app.name}] --steps-per-execution {steps_per_execution} -> 1 under "
               f"{type(tf.distribute.get_strategy()).__name__}", flush=True)
         steps_per_execution = 1
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=app.loss,
+    optimizer = make_optimizer(config, learning_rate_schedule(config, learning_rate, total_steps))
+    model.compile(optimizer=optimizer, loss=training_loss(app, config),
                   metrics=list(app.metrics), jit_compile=_JIT_COMPILE[config.jit_compile],
                   steps_per_execution=steps_per_execution)
 
@@ -92,9 +141,17 @@ def _committed_history(run_dir: Path, backup_dir: Path, committed: int) -> list[
     return kept
 
 
+def schedule_callbacks(config) -> list:
+    """The callbacks that set the learning rate between epochs: ReduceLROnPlateau for plateau."""
+    if config.schedule != "plateau":
+        return []
+    return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2)]
+
+
 def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dict]):
     best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
     return [
+        *schedule_callbacks(config),
         EpochTimer(),
         keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
@@ -120,13 +177,14 @@ def _per_example_metric(name: str, loss: str):
     return keras.losses.get(name)
 
 
-def distributed_epochs(strategy, app, name: str):
+def distributed_epochs(strategy, app, config, name: str):
     """Epochs with a custom step under `strategy` (tf.GradientTape in `strategy.run`, the loss
     averaged over the global batch, the model's compiled optimizer), driving the same Keras
     callbacks as `fit`: they see one `on_train_batch_end` per epoch with the epoch's logs."""
 
     def run_epochs(model, data, first_epoch, end_epoch, callbacks):
-        loss_function = keras.losses.get(app.loss)
+        loss = training_loss(app, config)
+        loss_function = loss.call if isinstance(loss, keras.losses.Loss) else keras.losses.get(loss)
         metric_functions = {metric: _per_example_metric(metric, app.loss)
                             for metric in app.metrics}
 

@@ -125,6 +125,18 @@ def plot_series(panels: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
     plt.close(figure)
 
 
+def plot_curve(x, y, xlabel: str, ylabel: str, marked_x: float, path: Path) -> None:
+    """y against x on a logarithmic x axis, with a vertical line at `marked_x`."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(x, y)
+    axis.axvline(marked_x, color="red", linestyle="--", label=f"{marked_x:.2g}")
+    axis.set(xscale="log", xlabel=xlabel, ylabel=ylabel)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def plot_heatmaps(maps, titles: list[str], xlabel: str, ylabel: str, path: Path) -> None:
     """2-D maps [rows, columns] side by side (e.g. spectrograms: bins x frames), origin below."""
     figure, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 3), squeeze=False)

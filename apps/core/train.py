@@ -103,6 +103,16 @@ def check_options(app: App, config) -> None:
         raise RunError(f"--epochs {config.epochs} / --batch-size {config.batch_size}: "
                        f"both must be at least 1.")
     config.fine_tune_layers()
+    if config.label_smoothing and not app.output.has_labels:
+        raise RunError(f"--label-smoothing {config.label_smoothing}: the {app.name} app is no "
+                       f"classifier; leave it at 0.")
+    if config.schedule == "plateau" and config.warmup_steps:
+        raise RunError("--schedule plateau takes no --warmup-steps: ReduceLROnPlateau sets the "
+                       "rate per epoch; use cosine, constant or onecycle for a warm-up.")
+    if not 0 <= config.label_smoothing < 1 or config.clip_norm < 0 or config.weight_decay < 0:
+        raise RunError(f"--label-smoothing {config.label_smoothing} / --clip-norm "
+                       f"{config.clip_norm} / --weight-decay {config.weight_decay}: smoothing "
+                       f"lies in [0, 1), the others are at least 0.")
     check_model_options(config, zoo.describe(config.model)["defaults"], app.app_model_options,
                         app.name)
     if config.cache_features and training_augmentation(app, config) is not None:
@@ -155,8 +165,8 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
                 raise RunError(f"--distribute multiworker trains models from scratch; "
                                f"{config.model} has a pretrained backbone: fine-tune it with "
                                f"--distribute mirrored or none.")
-            run_epochs = (distributed_epochs(strategy, app, f"{app.name} {role.task_type} "
-                                                            f"{role.task_index}")
+            run_epochs = (distributed_epochs(strategy, app, config,
+                                             f"{app.name} {role.task_type} {role.task_index}")
                           if role.workers > 1 else keras_epochs)
             feature_seconds = fit_phases(app, config, model, run_dir,
                                          (train_data, validation_data),

@@ -1,0 +1,174 @@
+"""Training recipes: gradient clipping, schedules with warm-up, AdamW, label smoothing, `--config`
+files, the learning-rate range test and hyperparameter search, each tested for its effect."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from apps import get_app
+from apps.core import RunError, resolve_config, train
+from apps.core.fit import (
+    SmoothedSparseCategoricalCrossentropy,
+    learning_rate_schedule,
+    make_optimizer,
+    schedule_callbacks,
+)
+from tests.conftest import cli_in_process, read_json
+
+APP = get_app("mnist")
+
+
+def config(**options):
+    return resolve_config(APP, **options)
+
+
+def test_clipping_bounds_the_gradient_that_reaches_the_optimizer():
+    weights = keras.Variable(np.zeros(100, "float32"))
+    huge = [np.full(100, 1e3, "float32")]
+    for clip_norm, expected in ((0.5, 0.5), (0.0, 1e4)):
+        optimizer = make_optimizer(config(clip_norm=clip_norm), 1e-3)
+        optimizer.build([weights])
+        optimizer.apply_gradients(zip(huge, [weights]))
+        first_moment = optimizer.variables[2]  # Adam's m = (1 - beta_1) * gradient after one step
+        assert np.linalg.norm(first_moment.numpy()) == pytest.approx(0.1 * expected, rel=1e-4)
+
+
+def test_schedules_change_the_learning_rate_as_stated():
+    def rates(schedule, warmup=0, steps=(0, 50, 100, 300, 999)):
+        lr = learning_rate_schedule(config(schedule=schedule, warmup_steps=warmup), 1e-2, 1000)
+        return [float(lr(step)) for step in steps]
+
+    cosine = rates("cosine", warmup=100)
+    assert cosine[0] == 0 and cosine[1] == pytest.approx(5e-3) and cosine[2] == pytest.approx(1e-2)
+    assert cosine[3] < 1e-2 and cosine[4] == pytest.approx(1e-4, rel=0.01)
+    assert rates("constant", warmup=100)[2:] == pytest.approx([1e-2] * 3)
+    assert rates("constant") == pytest.approx([1e-2] * 5)
+    onecycle = rates("onecycle", steps=(0, 150, 300, 999))
+    assert onecycle[0] == pytest.approx(4e-4) and onecycle[1] < onecycle[2] == pytest.approx(1e-2)
+    assert onecycle[3] < 1e-5
+    assert learning_rate_schedule(config(schedule="plateau"), 1e-2, 1000) == 1e-2
+
+
+def test_plateau_divides_the_rate_when_validation_stalls():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer=make_optimizer(config(schedule="plateau"), 1e-9),
+                  loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, 4), dtype=np.float32), rng.integers(0, 2, 32)
+    model.fit(x, y, validation_data=(x, y), epochs=6, verbose=0,
+              callbacks=schedule_callbacks(config(schedule="plateau")))
+    assert float(model.optimizer.learning_rate) < 1e-9 / 4
+
+
+def test_weight_decay_shrinks_weights_with_adamw():
+    weights = keras.Variable(np.ones(10, "float32"))
+    optimizer = make_optimizer(config(weight_decay=0.1), 1e-2)
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    optimizer.apply_gradients([(np.zeros(10, "float32"), weights)])
+    np.testing.assert_allclose(weights.numpy(), 1 - 1e-2 * 0.1, rtol=1e-6)
+    assert type(make_optimizer(config(), 1e-2)) is keras.optimizers.Adam
+
+
+def test_label_smoothing_spreads_the_targets():
+    probabilities = np.array([[1 - 2e-7, 1e-7, 1e-7]], "float32")
+    sharp = float(SmoothedSparseCategoricalCrossentropy(0.0)(np.array([0]), probabilities))
+    smoothed = float(SmoothedSparseCategoricalCrossentropy(0.3)(np.array([0]), probabilities))
+    assert sharp < 1e-5 and smoothed > 1.0
+    expected = keras.losses.sparse_categorical_crossentropy(np.array([1]), probabilities)
+    assert float(SmoothedSparseCategoricalCrossentropy(0.0)(np.array([1]), probabilities)) == (
+        pytest.approx(float(expected[0]), rel=1e-5))
+
+
+def test_recipe_options_are_checked(run_paths):
+    forecast = get_app("forecast")
+    with pytest.raises(RunError, match="--label-smoothing 0.1: the forecast app is no classifier"):
+        train(forecast, resolve_config(forecast, label_smoothing=0.1, **run_paths))
+    with pytest.raises(RunError, match="--schedule plateau takes no --warmup-steps"):
+        train(APP, config(schedule="plateau", warmup_steps=10, **run_paths))
+
+
+def test_a_runs_config_file_reproduces_it_and_flags_override_files(capsys, tmp_path):
+    recipe = ["--model", "mnist_mlp", "--epochs", "1", "--learning-rate", "0.002",
+              "--schedule", "onecycle", "--warmup-steps", "20", "--label-smoothing", "0.1",
+              "--clip-norm", "1.0", "--weight-decay", "0.01", "--export-dir",
+              str(tmp_path / "exports")]
+    first, _, err = cli_in_process(capsys, "mnist", "train", *recipe, "--data", "sample",
+                                   "--run-dir", str(tmp_path / "first"))
+    assert first == 0, err
+    again, _, err = cli_in_process(capsys, "mnist", "train", "--config",
+                                   str(tmp_path / "first" / "config.json"),
+                                   "--run-dir", str(tmp_path / "again"))
+    assert again == 0, err
+    options = [read_json(tmp_path / name / "config.json")["options"] for name in ("first", "again")]
+    assert {**options[0], "run_dir": ""} == {**options[1], "run_dir": ""}
+    accuracies = [read_json(tmp_path / name / "metrics.json")["test_accuracy"]
+                  for name in ("first", "again")]
+    assert accuracies[1] == pytest.approx(accuracies[0], abs=0.01)
+
+    yaml_file = tmp_path / "recipe.yaml"
+    yaml_file.write_text("model: mnist_mlp\nepochs: 3\nschedule: constant\n")
+    status, _, err = cli_in_process(capsys, "mnist", "train", "--config", str(yaml_file),
+                                    "--epochs", "1", "--data", "sample", "--run-dir",
+                                    str(tmp_path / "yaml"), "--export-dir",
+                                    str(tmp_path / "exports"))
+    assert status == 0, err
+    saved = read_json(tmp_path / "yaml" / "config.json")["options"]
+    assert (saved["epochs"], saved["schedule"], saved["model"]) == (1, "constant", "mnist_mlp")
+
+
+@pytest.mark.parametrize("content,message", [
+    ("epoch: 3\n", "unknown option 'epoch'. Options: model, data, epochs"),
+    ("epochs: ten\n", "option 'epochs' must be a whole number, not 'ten'."),
+    ("schedule: linear\n", "option 'schedule' must be one of cosine, constant, onecycle, plateau"),
+    ("- epochs\n", "expected a mapping of option names to values."),
+])
+def test_bad_config_files_are_one_line_errors(capsys, tmp_path, content, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    status, _, err = cli_in_process(capsys, "mnist", "train", "--config", str(path))
+    assert status == 2
+    assert err.strip().startswith(f"python -m apps mnist train: error: --config {path}: {message}")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_lr_find_suggests_a_rate_the_default_model_trains_to_its_floor_with(capsys, tmp_path):
+    status, out, err = cli_in_process(capsys, "mnist", "lr-find", "--data", "sample",
+                                      "--run-dir", str(tmp_path / "lr_find"))
+    assert status == 0, err
+    found = read_json(tmp_path / "lr_find" / "lr_find.json")
+    assert (tmp_path / "lr_find" / "lr_find.png").stat().st_size > 0
+    rate = found["suggested_learning_rate"]
+    assert f"suggested --learning-rate {rate:.2g}" in out
+    losses = found["smoothed_losses"]
+    assert min(losses) < 0.8 * losses[0]  # the range covers rates that learn
+    assert 1e-5 < rate < 1e-1
+    metrics = train(APP, config(data="sample", learning_rate=rate,
+                                run_dir=str(tmp_path / "run"),
+                                export_dir=str(tmp_path / "exports")))
+    assert metrics["test_accuracy"] >= 0.98, (rate, metrics["test_accuracy"])
+
+
+def test_tune_runs_its_trials_and_writes_a_config_that_trains(capsys, tmp_path):
+    tune_dir = tmp_path / "tune"
+    status, out, err = cli_in_process(capsys, "mnist", "tune", "--max-trials", "3", "--model",
+                                      "mnist_mlp", "--epochs", "2", "--data", "sample",
+                                      "--run-dir", str(tune_dir))
+    assert status == 0, err
+    trials = sorted(path.name for path in (tune_dir / "trials").iterdir())
+    assert len(trials) == 3
+    assert all((tune_dir / "trials" / name / "metrics.json").exists() for name in trials)
+    best = read_json(tune_dir / "best_config.json")
+    assert best["model"] == "mnist_mlp" and "run_dir" not in best
+    assert any(arg.startswith("hidden_units=") for arg in best["model_arg"])
+    report = (tune_dir / "TUNE_REPORT.md").read_text().splitlines()
+    assert report[2].startswith("| trial | learning_rate | batch_size | schedule")
+    assert len(report) == 4 + 3
+    status, _, err = cli_in_process(capsys, "mnist", "train", "--config",
+                                    str(tune_dir / "best_config.json"), "--epochs", "1",
+                                    "--run-dir", str(tmp_path / "best"), "--export-dir",
+                                    str(tmp_path / "exports"))
+    assert status == 0, err
+    assert json.loads((tmp_path / "best" / "config.json").read_text())["options"][
+        "learning_rate"] == best["learning_rate"]
