@@ -33,10 +33,11 @@ $(addprefix train-,$(APPS)): train-%: $(INSTALLED)
 list: $(INSTALLED)
 	$(PYTHON) -m apps list
 
-# Lint (ruff: pyflakes, pycodestyle, import order) before the tests.
+# Lint (ruff: pyflakes, pycodestyle, import order), then the tests on two workers; tests that
+# share an app's training runs stay on one worker (xdist_group).
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -101,7 +101,7 @@ def load_data(config) -> DataSplits:
         kept, held_out = hold_out(len(texts), config.seed)
         splits = {part: ([texts[i] for i in indices], [labels[i] for i in indices])
                   for part, indices in (("train", kept), ("test", held_out))}
-        facts["test_split"] = (f"no split column: a seeded {TEST_FRACTION:.0%} of the rows "
+        facts["split_rule"] = (f"no split column: a seeded {TEST_FRACTION:.0%} of the rows "
                                f"(--seed {config.seed}), {len(held_out)} reviews")
     kind = "shipped sample" if source == "sample" else "local reviews"
     return DataSplits(train=_texts_dataset(*splits["train"]), test=_texts_dataset(*splits["test"]),

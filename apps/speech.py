@@ -8,39 +8,52 @@ Export: `serving_default(waveform: float32 [batch, 16000] in [-1, 1])` -> `proba
 [batch, 12]`, `class_id`, `class_name`.
 """
 
+import dataclasses
 import hashlib
-import wave
+import re
+import warnings
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from scipy.io import wavfile
 
 import zoo
-from apps.core import App, Classification, DataError, DataSplits, Signature, report
+from apps.core import App, Classification, DataError, DataSplits, Signature, TrainConfig, option, report
 from apps.core.data import load_tfds, resolve_source
 from apps.speech_corpus import COMMANDS, DEFAULT_DIR, SAMPLE_RATE, generate, to_sample_rate
 
 CLASS_NAMES = [*COMMANDS, "silence", "unknown"]
+
+
+@dataclasses.dataclass
+class SpeechConfig(TrainConfig):
+    validation_percentage: float = option(10.0, "a folder without list files: the percentage of "
+                                                "speakers held out for validation (Speech "
+                                                "Commands' rule)")
+    testing_percentage: float = option(10.0, "a folder without list files: the percentage of "
+                                             "speakers held out for testing")
 NOISE_FOLDER = "_background_noise_"
 SILENCE_FRACTION = 0.1
 
 
 def read_audio(path: Path) -> np.ndarray:
-    """A PCM WAV file of any length as float32 mono 16 kHz: down-mixed and resampled."""
+    """A WAV file of any length as float32 mono 16 kHz: down-mixed and resampled. Reads what
+    recorders, DAWs and sox write (scipy.io.wavfile): 8-, 16-, 24- and 32-bit PCM, 32- and 64-bit
+    float, WAVE_FORMAT_EXTENSIBLE, any number of channels, any rate."""
     try:
-        with wave.open(str(path)) as handle:
-            channels, width, rate = (handle.getnchannels(), handle.getsampwidth(),
-                                     handle.getframerate())
-            frames = handle.readframes(handle.getnframes())
-    except (wave.Error, EOFError, OSError) as error:
-        raise DataError(f"{path}: not a readable PCM WAV file ({error}).") from error
-    if width not in (1, 2, 4):
-        raise DataError(f"{path}: {8 * width}-bit samples; expected 8, 16 or 32-bit PCM.")
-    dtype = {1: np.uint8, 2: "<i2", 4: "<i4"}[width]
-    samples = np.frombuffer(frames, dtype).astype("float64")
-    samples = (samples - 128) / 128 if width == 1 else samples / 2 ** (8 * width - 1)
-    return to_sample_rate(samples.reshape(-1, channels).mean(axis=1), rate).astype("float32")
+        with warnings.catch_warnings():  # unknown chunks (LIST, cue) are skipped, not errors
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            rate, samples = wavfile.read(path)
+    except (ValueError, EOFError, OSError) as error:
+        raise DataError(f"{path}: not a readable WAV file ({error}).") from error
+    if samples.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        samples = (samples.astype("float64") - 128) / 128
+    elif np.issubdtype(samples.dtype, np.integer):  # left-justified: full scale is the dtype's
+        samples = samples.astype("float64") / -float(np.iinfo(samples.dtype).min)
+    samples = samples.reshape(len(samples), -1).mean(axis=1)
+    return to_sample_rate(samples, rate).astype("float32")
 
 
 def read_wav(path: Path) -> np.ndarray:
@@ -51,15 +64,21 @@ def read_wav(path: Path) -> np.ndarray:
     return clip
 
 
-def _which_split(relative_name: str, validation: set, testing: set) -> str:
-    """The listed split, or Speech Commands' own rule: a hash of the speaker id, so that one
-    speaker's clips all land in the same split."""
-    if validation or testing:
-        return ("validation" if relative_name in validation else
-                "test" if relative_name in testing else "train")
-    speaker = Path(relative_name).name.split("_nohash_")[0]
-    bucket = int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 100
-    return "validation" if bucket < 10 else "test" if bucket < 20 else "train"
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # Speech Commands' constant: the hash's range
+
+
+def which_set(relative_name: str, validation_percentage: float,
+              testing_percentage: float) -> str:
+    """Speech Commands' own split rule (`which_set` in TensorFlow's speech_commands example): the
+    SHA-1 of the file name before `_nohash_` (the speaker), modulo 2**27, as a percentage;
+    validation below `validation_percentage`, test in the next `testing_percentage`. One
+    speaker's clips all land in one split, whatever other files are added."""
+    speaker = re.sub(r"_nohash_.*$", "", Path(relative_name).name)
+    bucket = int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % (MAX_NUM_WAVS_PER_CLASS + 1)
+    percentage = bucket * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percentage < validation_percentage:
+        return "validation"
+    return "test" if percentage < validation_percentage + testing_percentage else "train"
 
 
 def _silence(folder: Path, counts: dict, rng: np.random.Generator) -> dict:
@@ -76,12 +95,16 @@ def _silence(folder: Path, counts: dict, rng: np.random.Generator) -> dict:
     return chunks
 
 
-def load_folder(folder: Path, seed: int) -> tuple[dict, int]:
-    """A Speech Commands folder -> {split: (waveforms, labels)} and the count of skipped files."""
+def load_folder(folder: Path, seed: int, validation_percentage: float = 10.0,
+                testing_percentage: float = 10.0) -> tuple[dict, int, dict]:
+    """A Speech Commands folder -> {split: (waveforms, labels)}, the count of skipped files, and
+    the validation and test lists used (the folder's own list files, or `which_set`)."""
     lists = {name: set((folder / f"{name}_list.txt").read_text().split())
              if (folder / f"{name}_list.txt").exists() else set()
              for name in ("validation", "testing")}
+    listed = bool(lists["validation"] or lists["testing"])
     examples = {"train": ([], []), "validation": ([], []), "test": ([], [])}
+    used = {"validation": [], "test": []}
     skipped = 0
     word_folders = sorted(path for path in folder.iterdir()
                           if path.is_dir() and not path.name.startswith((".", "_")))
@@ -97,15 +120,22 @@ def load_folder(folder: Path, seed: int) -> tuple[dict, int]:
                 print(f"skipped {error}", flush=True)
                 skipped += 1
                 continue
-            split = _which_split(f"{word_folder.name}/{path.name}", *lists.values())
+            name = f"{word_folder.name}/{path.name}"
+            if listed:
+                split = ("validation" if name in lists["validation"] else
+                         "test" if name in lists["testing"] else "train")
+            else:
+                split = which_set(name, validation_percentage, testing_percentage)
             examples[split][0].append(waveform)
             examples[split][1].append(label)
+            if split in used:
+                used[split].append(name)
     rng = np.random.default_rng(seed)
     silence = _silence(folder, {split: len(pair[1]) for split, pair in examples.items()}, rng)
     for split, chunks in silence.items():
         examples[split][0].extend(chunks)
         examples[split][1].extend([CLASS_NAMES.index("silence")] * len(chunks))
-    return examples, skipped
+    return examples, skipped, used
 
 
 def _pairs(waveforms: list, labels: list) -> tf.data.Dataset:
@@ -136,11 +166,25 @@ def load_data(config) -> DataSplits:
         generate(folder)
     if not folder.is_dir():
         raise DataError(f"--data {source}: expected a folder in the Speech Commands layout.")
-    examples, skipped = load_folder(folder, config.seed)
+    examples, skipped, lists = load_folder(folder, config.seed, config.validation_percentage,
+                                           config.testing_percentage)
     kind = "generated espeak-ng sample" if source == "sample" else "local Speech Commands folder"
     return DataSplits(train=_pairs(*examples["train"]), validation=_pairs(*examples["validation"]),
                       test=_pairs(*examples["test"]), class_names=CLASS_NAMES,
-                      source=f"{kind} {folder} ({reason})", facts={"skipped_files": skipped})
+                      source=f"{kind} {folder} ({reason})", facts={"skipped_files": skipped},
+                      context={"split_lists": lists})
+
+
+def save_split_lists(model, splits: DataSplits, run_dir: Path, config) -> dict:
+    """The validation and test lists a folder run used, in Speech Commands' format (paths
+    relative to the folder, one per line), so the split can be checked and reused."""
+    saved = {}
+    for split, file_name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+        if "split_lists" in splits.context:
+            (run_dir / file_name).write_text("".join(
+                f"{name}\n" for name in splits.context["split_lists"][split]))
+            saved[f"{split}_list"] = str(run_dir / file_name)
+    return saved
 
 
 def log_mel_spectrogram() -> keras.layers.MelSpectrogram:
@@ -214,6 +258,8 @@ APP = App(
                        "num_classes": "the 12 keyword classes"},
     augmentation=augmentation,
     extra_report=extra_report,
+    save_artifacts=save_split_lists,
+    config_class=SpeechConfig,
     defaults={"model": "speech_cnn", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3,
               "patience": 8},
 )

@@ -154,7 +154,7 @@ GRID_IMAGES = 16
 WORST_MISTAKES = 8
 
 
-def save_backbone(model, run_dir: Path, config) -> dict:
+def save_backbone(model, splits: DataSplits, run_dir: Path, config) -> dict:
     """The trained backbone of an image_transfer run, for another run to start from: with its
     preprocessing, as a TF Hub SavedModel taking pixels in [0, 1] (for `--backbone hub:DIR`), and
     for a built-in backbone its weights too (for `--backbone NAME --weights PATH`). A TF Hub

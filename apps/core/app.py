@@ -50,8 +50,8 @@ class App:
     `predict_signature`. `augmentation(config)` returns what the runner applies to training
     batches in the tf.data pipeline (never in the export).
     `extra_report(model, splits, run_dir, config)` adds metrics and plots (through
-    `apps.core.report`); `save_artifacts(model, run_dir, config)` writes extra files a later run
-    can use and returns their paths.
+    `apps.core.report`); `save_artifacts(model, splits, run_dir, config)` writes extra files
+    (for a later run, or to check the run) and returns their paths.
     """
 
     name: str

@@ -169,8 +169,7 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
 def _model_card(app, config, metrics: dict) -> str:
     signature = app.signatures["serving_default"].input_spec
     headline = {key: value for key, value in metrics.items()
-                if (key.startswith("test_") or key.endswith(("_mae", "_accuracy")))
-                and isinstance(value, (int, float))}
+                if key.startswith("test_") or key.endswith(("_mae", "_accuracy"))}
     lines = [
         f"# {app.name}: {config.model}",
         "",

@@ -208,7 +208,7 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     if app.extra_report:
         metrics.update(app.extra_report(model, splits, run_dir, config))
     if app.save_artifacts:
-        metrics.update(app.save_artifacts(model, run_dir, config))
+        metrics.update(app.save_artifacts(model, splits, run_dir, config))
     version_dir = export.export_saved_model(
         model, app, splits.class_names, Path(config.export_dir or f"saved_models/{app.name}"))
     metrics["export_path"] = str(version_dir)

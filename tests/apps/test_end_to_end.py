@@ -77,7 +77,8 @@ def test_every_app_has_its_examples():
     assert set(EXAMPLES) == set(APP_NAMES)
 
 
-@pytest.fixture(params=APP_NAMES)
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.xdist_group(name))
+                        for name in APP_NAMES])
 def app_run(request, sample_run, tmp_path):
     """(app name, config, metrics, raw batch, the model's input for it, files, expected
     predictions) for one app's shared default run on its sample."""

@@ -10,6 +10,8 @@ from apps.forecast import baselines, load_data
 from tests.conftest import REPO_ROOT
 
 APP = get_app("forecast")
+# The same worker runs every test that shares this app's session runs (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("forecast")
 
 
 @pytest.mark.slow

@@ -11,6 +11,8 @@ from apps.core import DataError, resolve_config, train
 from apps.mnist import SAMPLE_DIR, read_split
 
 APP = get_app("mnist")
+# The same worker runs every test that shares this app's session runs (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("mnist")
 
 
 @pytest.mark.slow

