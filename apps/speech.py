@@ -183,7 +183,7 @@ def save_split_lists(model, splits: DataSplits, run_dir: Path, config) -> dict:
         if "split_lists" in splits.context:
             (run_dir / file_name).write_text("".join(
                 f"{name}\n" for name in splits.context["split_lists"][split]))
-            saved[f"{split}_list"] = str(run_dir / file_name)
+            saved[file_name.replace(".", "_")] = str(run_dir / file_name)
     return saved
 
 

@@ -1,5 +1,6 @@
 """The input pipeline: the app's splits, a validation split where it has none, and tf.data."""
 
+import numpy as np
 import tensorflow as tf
 
 from apps.core.errors import DataError, RunError
@@ -15,12 +16,23 @@ def count(dataset: tf.data.Dataset) -> int:
 
 
 def _carve_validation(train: tf.data.Dataset, fraction: float, seed: int, train_size: int):
-    """Holds out a seeded random `fraction` of the training data for validation."""
+    """Holds out a seeded random `fraction` of the training data for validation. Streams: a
+    boolean per example (not a shuffle buffer of the whole split) says where each one goes.
+    Returns (train, validation)."""
     if not 0 < fraction < 1:
         raise RunError(f"--validation-fraction {fraction}: must lie strictly between 0 and 1.")
     validation_size = max(1, int(round(train_size * fraction)))
-    shuffled = train.shuffle(train_size, seed=seed, reshuffle_each_iteration=False)
-    return shuffled.skip(validation_size), shuffled.take(validation_size)
+    held_out = np.zeros(train_size, dtype=bool)
+    held_out[np.random.default_rng(seed).permutation(train_size)[:validation_size]] = True
+    held_out = tf.constant(held_out)
+    indexed = train.enumerate()
+
+    def part(validation: bool, size: int):
+        return (indexed.filter(lambda index, _: tf.equal(held_out[index], validation))
+                .map(lambda _, example: example)
+                .apply(tf.data.experimental.assert_cardinality(size)))
+
+    return part(False, train_size - validation_size), part(True, validation_size)
 
 
 def load_splits(app, config):

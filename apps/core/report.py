@@ -170,6 +170,7 @@ def _model_card(app, config, metrics: dict) -> str:
     signature = app.signatures["serving_default"].input_spec
     headline = {key: value for key, value in metrics.items()
                 if key.startswith("test_") or key.endswith(("_mae", "_accuracy"))}
+    headline = {key: value for key, value in headline.items() if isinstance(value, (int, float))}
     lines = [
         f"# {app.name}: {config.model}",
         "",

@@ -214,6 +214,6 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     metrics["export_path"] = str(version_dir)
     report.write_report(run_dir, app, config, metrics, history)
     print(f"[{app.name}] test: " + ", ".join(
-        f"{key}={value:.4f}" for key, value in metrics.items() if key.startswith("test_")))
+        f"test_{key}={value:.4f}" for key, value in evaluation.items()))
     print(f"[{app.name}] exported {version_dir}; report in {run_dir}", flush=True)
     return metrics

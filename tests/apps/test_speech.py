@@ -26,6 +26,9 @@ def test_default_model_recognises_held_out_voices(sample_run):
     assert metrics["skipped_files"] == 0
     assert (REPO_ROOT / config.run_dir / "spectrograms.png").stat().st_size > 0
     assert (REPO_ROOT / config.run_dir / "confusion_matrix.png").stat().st_size > 0
+    for listed in ("validation_list.txt", "testing_list.txt"):  # the folder's own lists, used
+        assert sorted((REPO_ROOT / config.run_dir / listed).read_text().split()) == sorted(
+            (speech_corpus.DEFAULT_DIR / listed).read_text().split())
 
 
 @pytest.mark.slow
@@ -191,7 +194,7 @@ def test_speech_commands_split_rule_and_written_lists(tmp_path):
     saved = save_split_lists(None, DataSplits(train=empty, test=empty, source="",
                                               context={"split_lists": lists}), run_dir, None)
     assert (run_dir / "testing_list.txt").read_text().split() == lists["test"]
-    assert saved["validation_list"] == str(run_dir / "validation_list.txt")
+    assert saved["validation_list_txt"] == str(run_dir / "validation_list.txt")
     (tmp_path / "testing_list.txt").write_text("yes/00000000_nohash_0.wav\n")
     _, _, listed = load_folder(tmp_path, 0)
     assert listed == {"validation": [], "test": ["yes/00000000_nohash_0.wav"]}

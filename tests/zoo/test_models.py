@@ -93,14 +93,17 @@ def test_transformer_ignores_padding():
 
 
 # Cheaper configurations of the pretrained heads: the builder's code and the step's mechanics are
-# the same, and JAX on the CPU compiles a MobileNetV2 for twenty seconds.
+# the same, and JAX on the CPU compiles a MobileNetV2 or MiniLM for ten to twenty seconds each.
 CHEAP_OPTIONS = {"image_transfer": {"backbone": "convnet", "input_shape": (32, 32, 3)},
                  "text_transfer": {"sequence_length": 16}}
 
 JAX_TRAIN_STEP = """
-import json, keras, numpy as np, zoo
+import json, tempfile, keras, numpy as np, zoo
+from tests.conftest import write_tiny_bert_preset
 from tests.zoo.test_models import CHEAP_OPTIONS, example_inputs
 assert keras.backend.backend() == "jax"
+CHEAP_OPTIONS["text_transfer"]["backbone"] = write_tiny_bert_preset(
+    tempfile.mkdtemp(), [f"word{index}" for index in range(60)])  # example ids go up to 50
 losses = {}
 for name in zoo.list_models():
     model = zoo.build(name, **CHEAP_OPTIONS.get(name, {}))
