@@ -44,6 +44,7 @@ clean:
 
 bench: $(INSTALLED)
 	$(PYTHON) -m bench.run $(ARGS)
+	$(PYTHON) -m bench.full_size
 
 bench-compare: $(INSTALLED)
 	$(PYTHON) -m bench.compare $(ARGS)

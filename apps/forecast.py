@@ -76,7 +76,7 @@ def _as_floats(cells: list[str]) -> np.ndarray:
         return np.array([as_float(cell) for cell in cells], dtype="float64")
 
 
-def _read_column(path: Path, column: str) -> tuple[np.ndarray, str]:
+def read_column(path: Path, column: str) -> tuple[np.ndarray, str]:
     """One CSV column as floats (empty or non-numeric cells as NaN), read in one pass that keeps
     only that column: a Jena-sized file (420k rows, 15 columns) loads in seconds. Without a
     column name, the file's only mostly-numeric column (judged on its first rows)."""
@@ -136,7 +136,7 @@ def load_series(config) -> tuple[np.ndarray, str, int]:
         default_column = DEFAULT_COLUMNS["sample"] if source == "sample" else ""
     if path.is_dir():
         raise DataError(f"--data {config.data}: expected a CSV file with a header row, not a folder.")
-    values, column = _read_column(path, config.column or default_column)
+    values, column = read_column(path, config.column or default_column)
     values, gaps = _fill_gaps(values[:: config.stride], f"{path} column {column!r}")
     return values.astype("float32"), f"{path} column {column!r} ({reason})", gaps
 
@@ -222,7 +222,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
 
 def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """CSV files of recent history (the one numeric column, gaps filled) -> [batch, steps, 1]."""
-    windows = [_fill_gaps(_read_column(Path(path), "")[0], path)[0] for path in paths]
+    windows = [_fill_gaps(read_column(Path(path), "")[0], path)[0] for path in paths]
     if len({len(window) for window in windows}) != 1:
         raise DataError(f"{', '.join(paths)}: give histories of equal length in one call.")
     return paths, np.stack(windows).astype("float32")[..., np.newaxis]

@@ -81,30 +81,33 @@ def which_set(relative_name: str, validation_percentage: float,
     return "test" if percentage < validation_percentage + testing_percentage else "train"
 
 
-def _silence(folder: Path, counts: dict, rng: np.random.Generator) -> dict:
-    """One-second chunks of the background-noise recordings at random gains, as the silence class
-    (about SILENCE_FRACTION of each split, as in the Speech Commands benchmark)."""
+def _silence(folder: Path, counts: dict, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """The background-noise recordings end to end, and per split the (start, gain) of one-second
+    chunks of them at random gains: the silence class, about SILENCE_FRACTION of each split, as
+    in the Speech Commands benchmark."""
     noises = [read_audio(path) for path in sorted((folder / NOISE_FOLDER).glob("*.wav"))]
     noises = [noise for noise in noises if len(noise) > SAMPLE_RATE]
+    offsets = np.cumsum([0, *map(len, noises)])
     chunks = {split: [] for split in counts}
     for split, count in counts.items():
         for _ in range(int(count * SILENCE_FRACTION) if noises else 0):
-            noise = noises[rng.integers(len(noises))]
-            start = rng.integers(0, len(noise) - SAMPLE_RATE)
-            chunks[split].append(noise[start : start + SAMPLE_RATE] * rng.uniform(0, 0.5))
-    return chunks
+            index = rng.integers(len(noises))
+            start = offsets[index] + rng.integers(0, len(noises[index]) - SAMPLE_RATE)
+            chunks[split].append((start, rng.uniform(0, 0.5)))
+    return np.concatenate(noises or [np.zeros(0, "float32")]), chunks
 
 
 def load_folder(folder: Path, seed: int, validation_percentage: float = 10.0,
                 testing_percentage: float = 10.0) -> tuple[dict, int, dict]:
-    """A Speech Commands folder -> {split: (waveforms, labels)}, the count of skipped files, and
-    the validation and test lists used (the folder's own list files, or `which_set`)."""
+    """A Speech Commands folder -> {split: tf.data.Dataset of (waveform, label)} that reads and
+    resamples the clips as it goes (file paths in memory, not audio), the count of unreadable
+    files (checked once here and left out), and the validation and test lists used (the
+    folder's own list files, or `which_set`)."""
     lists = {name: set((folder / f"{name}_list.txt").read_text().split())
              if (folder / f"{name}_list.txt").exists() else set()
              for name in ("validation", "testing")}
     listed = bool(lists["validation"] or lists["testing"])
-    examples = {"train": ([], []), "validation": ([], []), "test": ([], [])}
-    used = {"validation": [], "test": []}
+    files = {"train": ([], []), "validation": ([], []), "test": ([], [])}
     skipped = 0
     word_folders = sorted(path for path in folder.iterdir()
                           if path.is_dir() and not path.name.startswith((".", "_")))
@@ -115,7 +118,7 @@ def load_folder(folder: Path, seed: int, validation_percentage: float = 10.0,
         label = CLASS_NAMES.index(word_folder.name if word_folder.name in COMMANDS else "unknown")
         for path in sorted(word_folder.glob("*.wav")):
             try:
-                waveform = read_wav(path)
+                read_audio(path)
             except DataError as error:
                 print(f"skipped {error}", flush=True)
                 skipped += 1
@@ -126,21 +129,35 @@ def load_folder(folder: Path, seed: int, validation_percentage: float = 10.0,
                          "test" if name in lists["testing"] else "train")
             else:
                 split = which_set(name, validation_percentage, testing_percentage)
-            examples[split][0].append(waveform)
-            examples[split][1].append(label)
-            if split in used:
-                used[split].append(name)
-    rng = np.random.default_rng(seed)
-    silence = _silence(folder, {split: len(pair[1]) for split, pair in examples.items()}, rng)
-    for split, chunks in silence.items():
-        examples[split][0].extend(chunks)
-        examples[split][1].extend([CLASS_NAMES.index("silence")] * len(chunks))
-    return examples, skipped, used
+            files[split][0].append(str(path))
+            files[split][1].append(label)
+    noise, silence = _silence(folder, {split: len(pair[1]) for split, pair in files.items()},
+                              np.random.default_rng(seed))
+    datasets = {split: stream_clips(*files[split], silence[split], noise) for split in files}
+    used = {split: [str(Path(path).relative_to(folder)) for path in files[split][0]]
+            for split in ("validation", "test")}
+    return datasets, skipped, used
 
 
-def _pairs(waveforms: list, labels: list) -> tf.data.Dataset:
-    waveforms = np.array(waveforms, dtype="float32").reshape(-1, SAMPLE_RATE)
-    return tf.data.Dataset.from_tensor_slices((waveforms, np.array(labels, dtype="int64")))
+def _read_clip(path: bytes) -> np.ndarray:
+    return read_wav(Path(path.decode()))
+
+
+def stream_clips(paths: list, labels: list, silence: list, noise: np.ndarray) -> tf.data.Dataset:
+    """(waveform, label) pairs: the clips read from their files inside tf.data, then the silence
+    chunks cut from the noise recordings."""
+    spoken = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), np.array(labels, "int64"))).map(
+        lambda path, label: (tf.ensure_shape(
+            tf.numpy_function(_read_clip, [path], tf.float32, stateful=False), [SAMPLE_RATE]),
+            label), num_parallel_calls=tf.data.AUTOTUNE)
+    starts = np.array([start for start, _ in silence], "int64")
+    gains = np.array([gain for _, gain in silence], "float32")
+    noise = tf.constant(noise.astype("float32"))
+    quiet = tf.data.Dataset.from_tensor_slices((starts, gains)).map(
+        lambda start, gain: (noise[start:start + SAMPLE_RATE] * gain,
+                             tf.constant(CLASS_NAMES.index("silence"), tf.int64)))
+    return spoken.concatenate(quiet)
 
 
 def _from_tfds(audio, label):
@@ -166,11 +183,11 @@ def load_data(config) -> DataSplits:
         generate(folder)
     if not folder.is_dir():
         raise DataError(f"--data {source}: expected a folder in the Speech Commands layout.")
-    examples, skipped, lists = load_folder(folder, config.seed, config.validation_percentage,
-                                           config.testing_percentage)
+    clips, skipped, lists = load_folder(folder, config.seed, config.validation_percentage,
+                                        config.testing_percentage)
     kind = "generated espeak-ng sample" if source == "sample" else "local Speech Commands folder"
-    return DataSplits(train=_pairs(*examples["train"]), validation=_pairs(*examples["validation"]),
-                      test=_pairs(*examples["test"]), class_names=CLASS_NAMES,
+    return DataSplits(train=clips["train"], validation=clips["validation"], test=clips["test"],
+                      class_names=CLASS_NAMES,
                       source=f"{kind} {folder} ({reason})", facts={"skipped_files": skipped},
                       context={"split_lists": lists})
 

@@ -15,7 +15,6 @@ A time / B time over the pairs.
 
 import argparse
 import ast
-import json
 import statistics
 import tempfile
 import time
@@ -26,8 +25,8 @@ import numpy as np
 
 from apps import get_app
 from apps.core import resolve_config, train
-from apps.core.report import package_versions
 from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
+from bench.results import write_results
 
 RESULTS = Path(__file__).with_name("compare.json")
 
@@ -145,9 +144,7 @@ def main() -> None:
     options = {key: ast.literal_eval(value) for key, _, value in
                (pair.partition("=") for pair in arguments.option)}
     results = [compare(name, arguments.pairs, options) for name in arguments.models]
-    RESULTS.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "device": "cpu",
-                                   "packages": package_versions(), "results": results},
-                                  indent=2) + "\n")
+    write_results(RESULTS, results)
     for result in results:
         print(f"{result['model']}: median time-to-equal-accuracy ratio (reference / runner) "
               f"{result['median_ratio']:.2f} over {len(result['pairs'])} pairs")

@@ -9,9 +9,7 @@ package versions, written to bench/results.json and printed as a table. `--jit-c
 """
 
 import argparse
-import json
 import resource
-import time
 from pathlib import Path
 
 import keras
@@ -20,7 +18,7 @@ from apps import get_app
 from apps.core import resolve_config
 from apps.core.fit import EpochTimer, compile_model
 from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
-from apps.core.report import package_versions
+from bench.results import write_results
 
 WORKLOADS = {"mnist": ["mnist_cnn", "mnist_mlp"], "forecast": ["lstm_forecaster"],
              "speech": ["speech_cnn"], "sentiment": ["text_transfer"]}
@@ -65,9 +63,7 @@ def main() -> None:
     device = "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
     rows = [measure(app, model, max(arguments.epochs, 2), overrides)
             for app in arguments.apps for model in WORKLOADS[app]]
-    RESULTS.write_text(json.dumps({"device": device, "packages": package_versions(),
-                                   "date": time.strftime("%Y-%m-%d"), "results": rows},
-                                  indent=2) + "\n")
+    write_results(RESULTS, rows, device)
     print(f"{'app':10s} {'model':18s} {'batch':>5s} {'jit':>4s} {'first epoch s':>13s} "
           f"{'samples/s':>10s} {'peak MB':>8s}")
     for row in rows:

@@ -7,14 +7,12 @@ uses (`unseen_accuracy`: does the model generalise beyond the sample's vocabular
 """
 
 import argparse
-import json
 import tempfile
-import time
 from pathlib import Path
 
 from apps import get_app
 from apps.core import resolve_config, train
-from apps.core.report import package_versions
+from bench.results import write_results
 
 RESULTS = Path(__file__).with_name("transfer_vs_scratch.json")
 MODELS = ("text_transfer", "bilstm_classifier", "transformer_classifier")
@@ -37,9 +35,7 @@ def main() -> None:
         rows.append({"model": model, "test_accuracy": round(metrics["test_accuracy"], 4),
                      "unseen_accuracy": round(metrics["unseen_accuracy"], 4),
                      "train_seconds": metrics["train_seconds"]})
-    RESULTS.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "device": "cpu",
-                                   "packages": package_versions(), "results": rows},
-                                  indent=2) + "\n")
+    write_results(RESULTS, rows)
     print(f"{'model':24s} {'test acc':>9s} {'unseen acc':>11s} {'train s':>8s}")
     for row in rows:
         print(f"{row['model']:24s} {row['test_accuracy']:9.3f} {row['unseen_accuracy']:11.3f} "

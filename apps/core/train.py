@@ -22,7 +22,7 @@ from apps.core import export, report
 from apps.core.app import App
 from apps.core.config import check_model_options, in_cli_words
 from apps.core.errors import RunError
-from apps.core.fit import distributed_epochs, fit_phases, keras_epochs
+from apps.core.fit import compile_model, distributed_epochs, fit_phases, keras_epochs
 from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
 
 
@@ -180,7 +180,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
         if role.workers > 1:  # evaluated and exported outside the strategy, like a local run
             trained, model = model, build_model(app, config, splits)
             model.set_weights(trained.get_weights())
-            model.compile(loss=app.loss, metrics=list(app.metrics))
+            compile_model(model, app, config, config.learning_rate, 1)
         facts = {"device": device, "resumed": resuming, "workers": role.workers}
         return finish_run(app, config, model, splits, sizes, run_dir,
                           input_pipeline(splits.test, config.batch_size), facts, feature_seconds)

@@ -77,12 +77,11 @@ def test_every_app_has_its_examples():
     assert set(EXAMPLES) == set(APP_NAMES)
 
 
-@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.xdist_group(name))
-                        for name in APP_NAMES])
-def app_run(request, sample_run, tmp_path):
+@pytest.fixture
+def app_run(request, app_name, sample_run, tmp_path):
     """(app name, config, metrics, raw batch, the model's input for it, files, expected
     predictions) for one app's shared default run on its sample."""
-    name = request.param
+    name = app_name
     if name == "vision":
         image_folder = request.getfixturevalue("image_folder")
         config, metrics = sample_run(name, data=str(image_folder), **VISION_FOLDER_RUN)
@@ -93,6 +92,9 @@ def app_run(request, sample_run, tmp_path):
     return name, config, metrics, *examples
 
 
+# Each app's test runs on the pytest-xdist worker of that app's other tests: they share its run.
+@pytest.mark.parametrize("app_name", [pytest.param(name, marks=pytest.mark.xdist_group(name))
+                                      for name in APP_NAMES])
 def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path):
     name, config, metrics, raw, model_input, paths, expected = app_run
     app = get_app(name)

@@ -51,8 +51,11 @@ def test_fine_tuning_changes_the_backbone_only_in_phase_two(fine_tune, changes, 
                                                             run_paths):
     options = [f"backbone={tiny_bert_preset}", "sequence_length=32"]
     pretrained = zoo.build("text_transfer", backbone=tiny_bert_preset, sequence_length=32)
-    config = resolve_config(APP, data="sample", epochs=1, fine_tune=fine_tune,
-                            fine_tune_epochs=1, model_arg=options, **run_paths)
+    # The run keeps its best-validation weights: a head phase that barely learns (a tiny rate)
+    # makes sure the fine-tuned weights, when there are any, are the best.
+    config = resolve_config(APP, data="sample", epochs=1, learning_rate=1e-5,
+                            fine_tune=fine_tune, fine_tune_epochs=2,
+                            fine_tune_learning_rate_ratio=300.0, model_arg=options, **run_paths)
     train(APP, config)
     model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
     assert isinstance(model, zoo.TransferClassifier)

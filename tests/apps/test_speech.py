@@ -86,10 +86,17 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path):
         for speaker in range(12):
             _write(tmp_path / word / f"speaker{speaker}_nohash_0.wav", np.zeros(16000))
     (tmp_path / "yes" / "broken_nohash_0.wav").write_bytes(b"RIFF....not audio")
-    examples, skipped, _ = load_folder(tmp_path, seed=0)
+    clips, skipped, _ = load_folder(tmp_path, seed=0)
     assert skipped == 1
-    labels = [label for split in examples.values() for label in split[1]]
+    assert sum(int(split.cardinality()) for split in clips.values()) == 24  # known, not counted
+    # The clips are read as the data are iterated, not held from the load: a file rewritten
+    # after load_folder is read with its new samples.
+    _write(tmp_path / "yes" / "speaker0_nohash_0.wav", np.full(16000, 0.25))
+    examples = [(waveform.numpy(), int(label)) for split in clips.values()
+                for waveform, label in split]
+    labels = [label for _, label in examples]
     assert len(labels) == 24
+    assert sum(np.allclose(waveform, 0.25, atol=1e-3) for waveform, _ in examples) == 1
     assert labels.count(CLASS_NAMES.index("unknown")) == 12
     with pytest.raises(DataError, match="broken_nohash_0.wav: not a readable WAV file"):
         read_wav(tmp_path / "yes" / "broken_nohash_0.wav")
@@ -181,7 +188,7 @@ def test_speech_commands_split_rule_and_written_lists(tmp_path):
     names = [f"{word}/{speaker}_nohash_{take}.wav" for word in ("bird", "yes")
              for speaker in speakers for take in range(2)]
     for validation, testing in ((10, 10), (30, 20)):
-        examples, skipped, lists = load_folder(tmp_path, 0, validation, testing)
+        _, skipped, lists = load_folder(tmp_path, 0, validation, testing)
         assert skipped == 0
         assert sorted(lists["test"]) == sorted(
             name for name in names if published_rule(name, validation, testing) == "testing")
