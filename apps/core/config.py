@@ -60,6 +60,9 @@ class TrainConfig:
     cache_features: bool = option(False, "pretrained backbones, with --no-augment: compute the "
                                          "frozen backbone's features once and train the head on "
                                          "them (the first phase); the export is the full model")
+    cache_budget_mb: int = option(0, "decoded data are cached in memory up to this many MB "
+                                     "(all splits together), beyond it in files in the run "
+                                     "dir; 0 = a quarter of this machine's memory")
     validation_fraction: float = option(0.1, "fraction of the training data held out for "
                                               "validation")
     patience: int = option(5, "epochs without validation improvement before stopping")

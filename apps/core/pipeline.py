@@ -1,5 +1,8 @@
 """The input pipeline: the app's splits, a validation split where it has none, and tf.data."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
@@ -60,9 +63,48 @@ def training_augmentation(app, config):
     return app.augmentation(config) if app.augmentation and config.augment else None
 
 
-def input_pipeline(dataset, batch_size: int, seed: int | None = None, augmentation=None):
-    """Cache, shuffle (training only, seeded), batch, augment (training only), prefetch."""
-    dataset = dataset.cache()
+def memory_budget_bytes(config) -> int:
+    """`--cache-budget-mb`, or a quarter of this machine's memory when it is 0."""
+    if config.cache_budget_mb:
+        return int(config.cache_budget_mb * 2**20)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+
+
+def _bytes_per_example(dataset: tf.data.Dataset, sample: int = 64) -> float:
+    """The mean size of the first `sample` examples as decoded (strings by their length)."""
+    sizes = [sum(np.asarray(part).nbytes if np.asarray(part).dtype != object
+                 else sum(len(item) for item in np.asarray(part).reshape(-1))
+                 for part in tf.nest.flatten(example))
+             for example in dataset.take(sample).as_numpy_iterator()]
+    return float(np.mean(sizes)) if sizes else 0.0
+
+
+def cache_plan(splits: dict, sizes: dict, config, run_dir: Path) -> dict:
+    """Where each split's decoded examples are cached: in memory while the splits so far fit the
+    memory budget, else in a file in the run dir (stale cache files of an interrupted run are
+    removed first: TF refuses to write over their lock files). Returns name -> file path, or ""
+    for memory, and prints the choice."""
+    budget, used, plan = memory_budget_bytes(config), 0, {}
+    for stale in run_dir.glob("cache_*"):
+        stale.unlink()
+    for name, dataset in splits.items():
+        estimate = _bytes_per_example(dataset) * sizes[name]
+        if used + estimate <= budget:
+            used += estimate
+            plan[name], where = "", "in memory"
+        else:
+            plan[name] = str(run_dir / f"cache_{name}")
+            where = f"in the file {plan[name]} (over the {budget / 2**20:,.0f} MB memory budget)"
+        print(f"[cache] {name}: about {estimate / 2**20:,.1f} MB decoded, cached {where}",
+              flush=True)
+    return plan
+
+
+def input_pipeline(dataset, batch_size: int, seed: int | None = None, augmentation=None,
+                   cache_file: str = ""):
+    """Cache (in memory, or in `cache_file`), shuffle (training only, seeded), batch, augment
+    (training only), prefetch."""
+    dataset = dataset.cache(cache_file)
     if seed is not None:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)

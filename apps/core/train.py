@@ -23,7 +23,7 @@ from apps.core.app import App
 from apps.core.config import check_model_options, in_cli_words
 from apps.core.errors import RunError
 from apps.core.fit import compile_model, distributed_epochs, fit_phases, keras_epochs
-from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
+from apps.core.pipeline import cache_plan, input_pipeline, load_splits, training_augmentation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,9 +156,12 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
         keras.utils.set_random_seed(config.seed)
         splits, sizes = load_splits(app, config)
         batch_size = config.batch_size * role.workers  # --batch-size is per worker
+        cache = cache_plan({"train": splits.train, "validation": splits.validation,
+                            "test": splits.test}, sizes, config, run_dir)
         train_data = input_pipeline(splits.train, batch_size, config.seed,
-                                    training_augmentation(app, config))
-        validation_data = input_pipeline(splits.validation, config.batch_size)
+                                    training_augmentation(app, config), cache["train"])
+        validation_data = input_pipeline(splits.validation, config.batch_size,
+                                         cache_file=cache["validation"])
         with strategy.scope():
             model = build_model(app, config, splits)
             if role.workers > 1 and isinstance(model, zoo.TransferClassifier):
@@ -181,9 +184,11 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
             trained, model = model, build_model(app, config, splits)
             model.set_weights(trained.get_weights())
             compile_model(model, app, config, config.learning_rate, 1)
-        facts = {"device": device, "resumed": resuming, "workers": role.workers}
+        facts = {"device": device, "resumed": resuming, "workers": role.workers,
+                 "cache": {name: path or "memory" for name, path in cache.items()}}
         return finish_run(app, config, model, splits, sizes, run_dir,
-                          input_pipeline(splits.test, config.batch_size), facts, feature_seconds)
+                          input_pipeline(splits.test, config.batch_size, cache_file=cache["test"]),
+                          facts, feature_seconds)
     finally:
         if not role.chief:
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -98,3 +98,15 @@ def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
     assert metrics["device"] == "mirrored over 2 cpu"
     assert "--steps-per-execution 16 -> 1 under MirroredStrategy" in result.stdout
     assert metrics["test_accuracy"] >= 0.85
+
+
+def test_a_small_memory_budget_caches_in_files_and_the_run_still_trains(tmp_path, run_paths):
+    """MNIST's 7,200 training digits take about 5.7 MB decoded: over a 1 MB budget they are cached
+    in a file in the run dir; the 0.6 MB validation split fits and stays in memory."""
+    metrics = train(APP, resolve_config(APP, data="sample", model="mnist_mlp", epochs=2,
+                                        cache_budget_mb=1, **run_paths))
+    run_dir = tmp_path / "run"
+    assert metrics["cache"] == {"train": str(run_dir / "cache_train"), "validation": "memory",
+                                "test": str(run_dir / "cache_test")}
+    assert list(run_dir.glob("cache_train*.index")) and list(run_dir.glob("cache_test*.index"))
+    assert metrics["test_accuracy"] >= 0.85
