@@ -15,6 +15,8 @@ from apps.sentiment import load_data
 from tests.conftest import REPO_ROOT, write_tiny_bert_preset
 
 APP = get_app("sentiment")
+# For tests of data mechanics: a Transformer small enough to train an epoch in a second or two.
+TINY_TRANSFORMER = ["embedding_dim=8", "feed_forward_dim=8", "sequence_length=32"]
 # The same worker runs every test that shares this app's session runs (pytest-xdist).
 pytestmark = pytest.mark.xdist_group("sentiment")
 
@@ -82,8 +84,9 @@ def test_tfds_source_loads_through_tfds(run_paths):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=30):
-        metrics = train(APP, resolve_config(APP, data="tfds", model="bilstm_classifier",
-                                            epochs=1, cache_features=False, **run_paths))
+        metrics = train(APP, resolve_config(APP, data="tfds", model="transformer_classifier",
+                                            epochs=1, cache_features=False,
+                                            model_arg=TINY_TRANSFORMER, **run_paths))
     assert metrics["data_source"].startswith("TFDS imdb_reviews")
     assert metrics["class_names"] == ["negative", "positive"]
 
@@ -128,9 +131,9 @@ def test_kaggle_csv_without_a_split_column_trains_with_a_seeded_test_split(tmp_p
     again = load_data(resolve_config(APP, data=str(table)))
     assert int(first.test.cardinality()) == 75 and int(first.train.cardinality()) == 425
     assert list(first.test.as_numpy_iterator()) == list(again.test.as_numpy_iterator())
-    metrics = train(APP, resolve_config(APP, data=str(table), model="bilstm_classifier",
+    metrics = train(APP, resolve_config(APP, data=str(table), model="transformer_classifier",
                                         epochs=1, cache_features=False,
-                                        model_arg=["units=8", "embedding_dim=8"], **run_paths))
+                                        model_arg=TINY_TRANSFORMER, **run_paths))
     assert metrics["examples"]["test"] == 75
     assert metrics["split_rule"] == "no split column: a seeded 15% of the rows (--seed 42), 75 reviews"
 
