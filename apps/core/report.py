@@ -183,8 +183,10 @@ def _model_card(app, config, metrics: dict) -> str:
         "## Model",
         f"- Zoo model `{config.model}` with options {config.model_options() or 'default'}; "
         f"preprocessing inside the model.",
-        f"- Trained {metrics['epochs_trained']} epochs, batch {config.batch_size}, Adam "
-        f"lr {config.learning_rate} (cosine decay), seed {config.seed}, on {metrics['device']}.",
+        f"- Trained {metrics['epochs_trained']} epochs, batch {config.batch_size}, "
+        f"{'AdamW (weight decay ' + str(config.weight_decay) + ')' if config.weight_decay else 'Adam'} "
+        f"peak lr {config.learning_rate} ({config.schedule} schedule, {config.warmup_steps} "
+        f"warm-up steps), seed {config.seed}, on {metrics['device']}.",
         "",
         "## Metrics (test split, never used for model selection)",
         *[f"- {key}: {value:.4f}" for key, value in headline.items()],

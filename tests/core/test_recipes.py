@@ -150,12 +150,19 @@ def test_lr_find_suggests_a_rate_the_default_model_trains_to_its_floor_with(caps
     assert metrics["test_accuracy"] >= 0.98, (rate, metrics["test_accuracy"])
 
 
-def test_tune_runs_its_trials_and_writes_a_config_that_trains(capsys, tmp_path):
+def test_tune_runs_its_trials_resumes_and_writes_a_config_that_trains(capsys, tmp_path):
     tune_dir = tmp_path / "tune"
-    status, out, err = cli_in_process(capsys, "mnist", "tune", "--max-trials", "3", "--model",
-                                      "mnist_mlp", "--epochs", "2", "--data", "sample",
-                                      "--run-dir", str(tune_dir))
+    search = ["mnist", "tune", "--model", "mnist_mlp", "--epochs", "2", "--data", "sample",
+              "--run-dir", str(tune_dir)]
+    status, _, err = cli_in_process(capsys, *search, "--max-trials", "2")
     assert status == 0, err
+    first_trials = {path.name: path.stat().st_mtime for path in (tune_dir / "trials").iterdir()}
+    # The same command with a larger budget picks the search up: two trials kept, one more run.
+    status, out, err = cli_in_process(capsys, *search, "--max-trials", "3")
+    assert status == 0, err
+    assert "Reloading Tuner" in out
+    assert all((tune_dir / "trials" / name).stat().st_mtime == mtime
+               for name, mtime in first_trials.items())
     trials = sorted(path.name for path in (tune_dir / "trials").iterdir())
     assert len(trials) == 3
     assert all((tune_dir / "trials" / name / "metrics.json").exists() for name in trials)
