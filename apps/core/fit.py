@@ -12,6 +12,7 @@ a finished phase leaves a marker and is not run again.
 import json
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -225,9 +226,16 @@ def distributed_epochs(strategy, app, config, name: str):
         callback_list = keras.callbacks.CallbackList(callbacks, model=model)
         model.stop_training = False
         callback_list.on_train_begin()
+        first_epoch = model._initial_epoch or first_epoch  # set by BackupAndRestore, as in `fit`
         for epoch in range(first_epoch, end_epoch):
             callback_list.on_epoch_begin(epoch)
-            logs = epoch_logs(_distributed(data[0], strategy), train_step)
+            try:
+                logs = epoch_logs(_distributed(data[0], strategy), train_step)
+            except tf.errors.UnavailableError as error:  # a peer stopped: collectives abort
+                raise RunError(
+                    f"[{name}] lost a worker in epoch {epoch + 1}: "
+                    f"{str(error).splitlines()[0][:200]}. The run dir keeps every finished epoch: "
+                    f"run the same command on every worker again to resume.") from error
             callback_list.on_train_batch_end(0, logs)
             logs.update(epoch_logs(data[1], evaluate_step, "val_"))
             callback_list.on_epoch_end(epoch, logs)
@@ -238,6 +246,31 @@ def distributed_epochs(strategy, app, config, name: str):
         callback_list.on_train_end()
 
     return run_epochs
+
+
+def check_workers_agree(strategy, run_dir: Path, name: str) -> None:
+    """Refuses to start when the workers hold different resume states (they would wait on each
+    other forever): a worker that cannot read the chief's --run-dir would start afresh. Called
+    before any variable exists, as creating one already waits on every worker."""
+    epochs = len(report.read_history(run_dir / "history.csv"))
+    total = strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.constant(float(epochs)))),
+                            axis=None)
+    if float(total) != epochs * strategy.num_replicas_in_sync:
+        raise RunError(
+            f"[{name}] would resume after epoch {epochs}, the workers on average after epoch "
+            f"{float(total) / strategy.num_replicas_in_sync:g}: to resume, every worker must read "
+            f"the chief's --run-dir (a shared folder); or start afresh with a new --run-dir.")
+
+
+def copy_resume_state(run_dir: Path, private_dir: Path) -> None:
+    """Copies what `fit_phases` resumes from (history, phase markers, backups, best weights) from
+    the chief's run dir into a worker's private folder, so every worker restores the same epoch
+    and weights while only the chief writes the run dir."""
+    for path in run_dir.glob("*") if run_dir.is_dir() else ():
+        if path.name in ("history.csv", BEST_WEIGHTS) or path.name.startswith("phase_"):
+            shutil.copy2(path, private_dir / path.name)
+        elif path.name.startswith("backup_"):
+            shutil.copytree(path, private_dir / path.name)
 
 
 def _distributed(dataset: tf.data.Dataset, strategy) -> tf.distribute.DistributedDataset:
@@ -303,6 +336,7 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
             phase_feature_seconds = time.perf_counter() - started
         compile_model(fitted, app, config, learning_rate, steps_per_epoch * epochs)
         callbacks = [*_callbacks(model, run_dir, backup_dir, config, history), *extra_callbacks]
+        fitted._initial_epoch = None  # BackupAndRestore sets it; an earlier phase's must not stay
         try:
             run_epochs(fitted, fitted_data, finished_epochs, finished_epochs + epochs, callbacks)
         except RuntimeError as error:

@@ -22,7 +22,14 @@ from apps.core import export, report
 from apps.core.app import App
 from apps.core.config import check_model_options, in_cli_words
 from apps.core.errors import RunError
-from apps.core.fit import compile_model, distributed_epochs, fit_phases, keras_epochs
+from apps.core.fit import (
+    check_workers_agree,
+    compile_model,
+    copy_resume_state,
+    distributed_epochs,
+    fit_phases,
+    keras_epochs,
+)
 from apps.core.pipeline import cache_plan, input_pipeline, load_splits, training_augmentation
 
 
@@ -143,13 +150,13 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
     check_options(app, config)
     role = cluster_role() if config.distribute == "multiworker" else Role()
     device, strategy = _strategy(config, role)
+    worker_name = f"{app.name} {role.task_type} {role.task_index}"
     if role.chief:
         run_dir, resuming = resolve_run_dir(app, config)
-    else:
+    else:  # writes to a private folder, resuming from the chief's
         run_dir, resuming = Path(tempfile.mkdtemp(prefix=f"{app.name}-worker-")), False
-    if resuming and role.workers > 1:
-        raise RunError(f"--run-dir {run_dir} holds an interrupted run; multi-worker runs do not "
-                       f"resume: choose a new --run-dir.")
+        if config.run_dir:
+            copy_resume_state(Path(config.run_dir), run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         report.write_config(run_dir / "config.json", app, config)
@@ -162,21 +169,22 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
                                     training_augmentation(app, config), cache["train"])
         validation_data = input_pipeline(splits.validation, config.batch_size,
                                          cache_file=cache["validation"])
+        if role.workers > 1:
+            check_workers_agree(strategy, run_dir, worker_name)
         with strategy.scope():
             model = build_model(app, config, splits)
             if role.workers > 1 and isinstance(model, zoo.TransferClassifier):
                 raise RunError(f"--distribute multiworker trains models from scratch; "
                                f"{config.model} has a pretrained backbone: fine-tune it with "
                                f"--distribute mirrored or none.")
-            run_epochs = (distributed_epochs(strategy, app, config,
-                                             f"{app.name} {role.task_type} {role.task_index}")
+            run_epochs = (distributed_epochs(strategy, app, config, worker_name)
                           if role.workers > 1 else keras_epochs)
             feature_seconds = fit_phases(app, config, model, run_dir,
                                          (train_data, validation_data),
                                          math.ceil(sizes["train"] / batch_size), run_epochs,
                                          callbacks)
         if role.workers > 1:
-            print(f"[{app.name} {role.task_type} {role.task_index}] of {role.workers}: weights "
+            print(f"[{worker_name}] of {role.workers}: weights "
                   f"sha256 {report.weights_digest(model)}", flush=True)
         if not role.chief:
             return {}

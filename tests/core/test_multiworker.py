@@ -1,11 +1,14 @@
 """`--distribute multiworker`: two worker processes on 127.0.0.1 train together through the same
-`train()`, with the app's own loss and metrics (a forecaster logs its MAE)."""
+`train()`, with the app's own loss and metrics (a forecaster logs its MAE), and resume together
+after one of them is killed."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -25,49 +28,78 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def run_workers(app: str, options: list[str], tmp_path) -> list[str]:
-    """Runs `python -m apps APP train --distribute multiworker OPTIONS` as two workers on
-    127.0.0.1; returns their outputs after checking that both exited 0."""
+def start_workers(app: str, options: list[str], tmp_path, run_dirs=("run", "run")) -> list:
+    """Starts `python -m apps APP train --distribute multiworker OPTIONS` as two workers on
+    127.0.0.1, worker i with `--run-dir tmp_path/run_dirs[i]`."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     command = [sys.executable, "-m", "apps", app, "train", "--distribute", "multiworker",
-               "--data", "sample", *options, "--run-dir", str(tmp_path / "run"),
-               "--export-dir", str(tmp_path / "exports")]
-    workers = [subprocess.Popen(
-        command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+               "--data", "sample", *options, "--export-dir", str(tmp_path / "exports")]
+    return [subprocess.Popen(
+        [*command, "--run-dir", str(tmp_path / run_dirs[index])], cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}})})
         for index in range(2)]
+
+
+def run_workers(app: str, options: list[str], tmp_path, run_dirs=("run", "run"),
+                returncode: int = 0) -> list[tuple[str, str]]:
+    """Runs two workers (`start_workers`) to the end; returns their (stdout, stderr) after
+    checking that both exited with `returncode`."""
+    workers = start_workers(app, options, tmp_path, run_dirs)
     outputs = [worker.communicate(timeout=600) for worker in workers]
     for worker, (_, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-3000:]
-    return [stdout for stdout, _ in outputs]
+        assert worker.returncode == returncode, stderr[-3000:]
+    return outputs
 
 
-def test_two_workers_train_in_step_and_only_the_chief_exports(tmp_path):
-    outputs = run_workers("mnist", ["--model", "mnist_mlp", "--epochs", "3"], tmp_path)
+def test_workers_log_the_apps_own_metrics(tmp_path):
+    chief_output = run_workers("forecast", ["--epochs", "2", "--model-arg", "units=8"],
+                               tmp_path)[0][0]
+    assert "val_mae=" in chief_output and "accuracy" not in chief_output
+    header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "mae", "val_loss", "val_mae"} <= set(header)
+    assert "test_mae" in read_json(tmp_path / "run" / "metrics.json")
+
+
+def test_workers_train_in_step_resume_after_a_kill_and_only_the_chief_exports(tmp_path):
+    options = ["--model", "mnist_mlp", "--epochs", "5", "--patience", "50"]
+    chief, worker = start_workers("mnist", options, tmp_path)
+    backup = tmp_path / "run" / "backup_head" / "training_metadata.json"
+    deadline = time.monotonic() + 300
+    while not (backup.exists() and json.loads(backup.read_text() or "{}").get("epoch", 0) >= 2):
+        assert chief.poll() is None and time.monotonic() < deadline, chief.communicate()[1][-3000:]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    _, stderr = chief.communicate(timeout=300)
+    assert chief.returncode == 2, stderr[-3000:]
+    assert "lost a worker" in stderr and "run the same command on every worker" in stderr
+    assert "Traceback" not in stderr
+    committed = json.loads(backup.read_text())["epoch"]
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+    # A worker that cannot see the chief's run dir would start afresh: refused, not a hang.
+    refused = run_workers("mnist", options, tmp_path, ("run", "elsewhere"), returncode=2)
+    assert "every worker must read the chief's --run-dir" in refused[0][1]
+
+    outputs = run_workers("mnist", options, tmp_path)
+    for index, (stdout, _) in enumerate(outputs):  # both restart after the last backup
+        assert f"[mnist worker {index}] epoch {committed}/5" not in stdout
+        assert f"[mnist worker {index}] epoch 5/5" in stdout
     digests = [next(line.split("sha256 ")[1] for line in stdout.splitlines() if "sha256" in line)
-               for stdout in outputs]
+               for stdout, _ in outputs]
     assert digests[0] == digests[1]  # the gradients were all-reduced: identical weights
-    for index, stdout in enumerate(outputs):
-        assert f"[mnist worker {index}] epoch 3/3" in stdout
-
     metrics = read_json(tmp_path / "run" / "metrics.json")
-    assert metrics["workers"] == 2 and metrics["epochs_trained"] == 3
+    assert metrics["resumed"] and metrics["workers"] == 2 and metrics["epochs_trained"] == 5
     assert metrics["test_accuracy"] >= 0.8
     history = (tmp_path / "run" / "history.csv").read_text().splitlines()
-    assert len(history) == 4 and "val_accuracy" in history[0]
+    assert "val_accuracy" in history[0]
+    assert [int(row.split(",")[0]) for row in history[1:]] == list(range(5))
     assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == ["1"]
     served = serve_in_fresh_process(tmp_path / "exports" / "1",
                                     np.zeros((2, 28, 28), dtype=np.uint8), tmp_path)
     assert served["probabilities"].shape == (2, 10)
-
-
-def test_workers_log_the_apps_own_metrics(tmp_path):
-    outputs = run_workers("forecast", ["--epochs", "2", "--model-arg", "units=8"], tmp_path)
-    assert "val_mae=" in outputs[0] and "accuracy" not in outputs[0]
-    header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0].split(",")
-    assert {"loss", "mae", "val_loss", "val_mae"} <= set(header)
-    assert "test_mae" in read_json(tmp_path / "run" / "metrics.json")
 
 
 def test_multiworker_without_tf_config_says_what_to_set(monkeypatch, run_paths):
