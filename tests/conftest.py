@@ -32,7 +32,7 @@ def cli_in_process(capsys, *args: str) -> tuple[int, str, str]:
     """`python -m apps ARGS...` run in this process: (exit status, stdout, stderr). For errors
     that must come before any training, where a fresh process would only add TF's start-up."""
     from apps import APP_NAMES, get_app
-    from apps.core.cli import main
+    from apps.cli import main
 
     try:
         status = main(APP_NAMES, get_app, list(args))

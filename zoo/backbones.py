@@ -109,7 +109,7 @@ def builtin_image_backbone(name: str, weights, input_shape):
     return backbone, preprocessing() if preprocessing else None
 
 
-def _checkpoint_folder(source: BackboneSource) -> str:
+def checkpoint_folder(source: BackboneSource) -> str:
     """The folder or preset name KerasHub loads: a packaged checkpoint's folder, else as given."""
     if source.kind != "builtin":
         return source.location
@@ -157,7 +157,7 @@ def text_backbone(source: BackboneSource):
     """The KerasHub text backbone of a packaged checkpoint or a KerasHub preset, named "backbone"."""
     import keras_hub
 
-    backbone = _from_preset(keras_hub.models.Backbone, _checkpoint_folder(source),
+    backbone = _from_preset(keras_hub.models.Backbone, checkpoint_folder(source),
                             "config.json and model.weights.h5")
     backbone.name = "backbone"
     return backbone
@@ -182,7 +182,7 @@ class BackboneTokenizer(layers.Layer):
         import keras_hub
 
         preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
-            _checkpoint_folder(source), sequence_length=sequence_length)
+            checkpoint_folder(source), sequence_length=sequence_length)
         return cls(preprocessor, name="tokenizer")
 
     def build(self, input_shape):

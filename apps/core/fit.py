@@ -330,7 +330,7 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
         backup_dir = run_dir / f"backup_{name}"
         history = _committed_history(run_dir, backup_dir, finished_epochs)
         fitted, fitted_data, phase_feature_seconds = model, data, 0.0
-        if name == "head" and config.cache_features:
+        if name == "head" and transfer and config.cache_features:
             started = time.perf_counter()
             fitted, fitted_data = _cached_features(model, data, config)
             phase_feature_seconds = time.perf_counter() - started

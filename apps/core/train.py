@@ -134,7 +134,8 @@ def build_model(app: App, config, splits):
     except ValueError as error:
         raise RunError(in_cli_words(str(error), app.option_flags,
                                     zoo.describe(config.model)["defaults"])) from error
-    if config.cache_features and not isinstance(model, zoo.TransferClassifier):
+    if (config.cache_features and not isinstance(model, zoo.TransferClassifier)
+            and not app.defaults.get("cache_features")):  # an app default is for its backbones
         raise RunError(f"--cache-features: model {config.model} has no pretrained backbone to "
                        f"compute features with (image_transfer and text_transfer have).")
     return model

@@ -33,8 +33,8 @@ def test_pretrained_default_reaches_90_percent_and_generalises(sample_run):
 
 @pytest.mark.parametrize("model", ["bilstm_classifier", "transformer_classifier"])
 def test_models_from_scratch_learn_the_sample(model, run_paths):
-    metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=6,
-                                        learning_rate=1e-3, cache_features=False, **run_paths))
+    metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=6,  # the app's
+                                        learning_rate=1e-3, **run_paths))  # --cache-features too
     assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
 
 

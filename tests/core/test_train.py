@@ -84,7 +84,7 @@ import sys, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from apps import APP_NAMES, get_app
-from apps.core.cli import main
+from apps.cli import main
 sys.exit(main(APP_NAMES, get_app, sys.argv[1:]))
 """
 

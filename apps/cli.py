@@ -1,4 +1,5 @@
-"""Command line: `python -m apps list`, `python -m apps APP train|lr-find|tune|predict [options]`.
+"""Command line: `python -m apps list`, `python -m apps serve [options]`,
+`python -m apps APP train|lr-find|tune|predict [options]`.
 
 It knows the apps only through the `app_names` and `get_app` it is given.
 """
@@ -63,16 +64,51 @@ def _predict(app, arguments) -> None:
         print(json.dumps({"input": source, **app.output.predict_line(outputs, index)}))
 
 
+def _serve(argv: list[str]) -> int:
+    parser = _Parser(prog="python -m apps serve",
+                     description="serve every export under --model-dir with TF Serving's REST API",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model-dir", default="saved_models",
+                        help="a folder of <name>/<version>/ SavedModels (polled for new versions)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind; 0.0.0.0 opens the server to the network")
+    parser.add_argument("--port", type=int, default=8501)
+    parser.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
+                        help="stack concurrent requests to one signature into one call")
+    parser.add_argument("--max-batch-size", type=int, default=64)
+    parser.add_argument("--batch-timeout-ms", type=float, default=2.0,
+                        help="how long a request waits for others to share its call")
+    parser.add_argument("--max-request-mb", type=float, default=16.0,
+                        help="larger request bodies are refused with 413")
+    parser.add_argument("--poll-seconds", type=float, default=1.0,
+                        help="how often --model-dir is scanned for new versions")
+    arguments = parser.parse_args(argv)
+    if arguments.max_batch_size < 1 or arguments.max_request_mb <= 0:
+        parser.error("--max-batch-size must be at least 1 and --max-request-mb above 0")
+    if not os.path.isdir(arguments.model_dir):
+        parser.error(f"--model-dir {arguments.model_dir}: no such folder. Train an app first "
+                     f"(make train-mnist writes saved_models/mnist/1) or give a folder of "
+                     f"<name>/<version>/ exports")
+    _import_tensorflow_quietly()
+    from apps.core.server import serve
+
+    serve(**vars(arguments))
+    return 0
+
+
 def main(app_names, get_app, argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = _Parser(prog="python -m apps", description=__doc__.split("\n")[0])
-    parser.add_argument("app", choices=("list", *app_names), help="an app, or list")
+    parser.add_argument("app", choices=("list", "serve", *app_names),
+                        help="an app, list (apps and models) or serve (the REST model server)")
     if not argv or argv[0] in ("-h", "--help") or argv[0] == "list":
         parser.parse_args(argv[:1] or ["--help"])
         _list(app_names, get_app)
         return 0
+    if argv[0] == "serve":
+        return _serve(argv[1:])
     if argv[0] not in app_names:
-        parser.error(f"unknown app {argv[0]!r}; choose one of: list, {', '.join(app_names)}")
+        parser.error(f"unknown app {argv[0]!r}; choose one of: list, serve, {', '.join(app_names)}")
 
     _import_tensorflow_quietly()
     from apps.core.config import build_parser, from_namespace, read_config_file

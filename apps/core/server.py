@@ -1,0 +1,450 @@
+"""A local model server speaking TF Serving's REST API, for every export under one folder.
+
+`python -m apps serve --model-dir saved_models` serves `saved_models/<name>/<version>/` at
+`/v1/models/<name>[/versions/<v>][/metadata | :predict]`, so a client written for TF Serving works
+unchanged: the row (`instances`) and columnar (`inputs`) request formats, `signature_name`,
+`{"b64": ...}` for bytes, and `{"error": ...}` bodies with a 4xx status for bad requests.
+
+- Versions: the newest is the default, any loaded one can be named. The folder is polled
+  (TF Serving's `file_system_poll_wait_seconds`); a version folder is loaded once it holds a
+  `saved_model.pb` and its files have stopped changing, so a folder still being copied is not
+  loaded (and one that fails to load is tried again when its files change).
+- Batching: concurrent requests to the same signature with the same per-example shape are
+  stacked into one call (up to `max_batch_size`, waiting at most `batch_timeout_ms` for company),
+  like TF Serving's `--enable_batching`. The `X-Batch-Size` response header says how many
+  examples the call that answered a request held.
+- `/` is a demo page: a widget per served model, chosen by its signature's input (draw a digit,
+  upload a photo or a WAV or record one, type a review, paste a series and see its forecast
+  plotted), calling the same REST API from the browser.
+- Built on Starlette, run by uvicorn; binds to 127.0.0.1 unless told otherwise.
+"""
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+DEFAULT_SIGNATURE = "serving_default"
+DEMO_PAGE = Path(__file__).with_name("demo.html")
+_PATH = re.compile(r"^(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+                   r"(?:/(?P<metadata>metadata)|:(?P<verb>[a-z]+))?$")
+
+
+class ServingError(Exception):
+    """A bad request: its HTTP status and the message for the `error` field."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass
+class LoadedVersion:
+    version: int
+    path: Path
+    saved_model: object
+    signature_defs: dict  # as TF Serving's metadata API returns them
+
+    @classmethod
+    def load(cls, version: int, path: Path) -> "LoadedVersion":
+        saved_model = saved_model_pb2.SavedModel()
+        saved_model.ParseFromString((path / "saved_model.pb").read_bytes())
+        signature_defs = {name: json_format.MessageToDict(definition,
+                                                          preserving_proto_field_name=True)
+                          for name, definition in saved_model.meta_graphs[0].signature_def.items()
+                          if not name.startswith("__")}
+        return cls(version, path, tf.saved_model.load(str(path)), signature_defs)
+
+    def signature(self, name: str):
+        signatures = self.saved_model.signatures
+        if name not in signatures:
+            raise ServingError(400, f"signature_name {name!r} is not in version {self.version}; "
+                                    f"it has: {', '.join(sorted(signatures))}.")
+        return signatures[name]
+
+
+def _files_state(folder: Path) -> tuple:
+    return tuple(sorted((str(path.relative_to(folder)), path.stat().st_size, path.stat().st_mtime_ns)
+                        for path in folder.rglob("*") if path.is_file()))
+
+
+class ModelRepository:
+    """The exports under `root` (`<name>/<version>/`), loaded as their folders become complete."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.models: dict[str, dict[int, LoadedVersion]] = {}
+        self._seen: dict[Path, tuple] = {}  # a version folder's files at the previous poll
+        self._failed: dict[Path, tuple] = {}  # its files when it last failed to load
+
+    def poll(self) -> None:
+        """Loads every version folder that holds a saved_model.pb and whose files did not
+        change since the previous poll (or for two seconds); one that fails to load is reported
+        and retried only once its files change."""
+        if not self.root.is_dir():
+            return
+        for model_dir in sorted(path for path in self.root.iterdir() if path.is_dir()):
+            for version_dir in sorted(path for path in model_dir.iterdir()
+                                      if path.is_dir() and path.name.isdigit()):
+                name, version = model_dir.name, int(version_dir.name)
+                if version in self.models.get(name, {}):
+                    continue
+                state, previous = _files_state(version_dir), self._seen.get(version_dir)
+                self._seen[version_dir] = state
+                settled = state == previous or max(
+                    (mtime for _, _, mtime in state), default=0) < time.time_ns() - 2e9
+                if (not settled or not (version_dir / "saved_model.pb").exists()
+                        or self._failed.get(version_dir) == state):
+                    continue
+                try:
+                    loaded = LoadedVersion.load(version, version_dir)
+                except Exception as error:  # a broken export must not stop the server
+                    self._failed[version_dir] = state
+                    print(f"[serve] could not load {version_dir}: {error}", flush=True)
+                    continue
+                self.models.setdefault(name, {})[version] = loaded
+                print(f"[serve] loaded {name} version {version} from {version_dir}", flush=True)
+
+    def get(self, name: str, version: str | None) -> LoadedVersion:
+        versions = self.models.get(name)
+        if not versions:
+            raise ServingError(404, f"Servable not found for request: Latest({name}). Models "
+                                    f"served: {', '.join(sorted(self.models)) or 'none'}.")
+        if version is None:
+            return versions[max(versions)]
+        if not version.isdigit() or int(version) not in versions:
+            raise ServingError(404, f"Servable not found for request: Specific({name}, {version})."
+                                    f" Versions loaded: {', '.join(map(str, sorted(versions)))}.")
+        return versions[int(version)]
+
+
+def _dtype_name(dtype: tf.DType) -> str:
+    return types_pb2.DataType.Name(dtype.as_datatype_enum)
+
+
+def _decode_b64(value):
+    if isinstance(value, dict):
+        if set(value) != {"b64"}:
+            raise ServingError(400, f"an object in the input must be {{\"b64\": ...}}, got keys "
+                                    f"{sorted(value)}.")
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, TypeError) as error:
+            raise ServingError(400, f"invalid base64 in a {{\"b64\": ...}} value: {error}.")
+    if isinstance(value, list):
+        return [_decode_b64(item) for item in value]
+    return value
+
+
+def _as_array(name: str, value, spec: tf.TensorSpec) -> np.ndarray:
+    """One input column as an array of the signature's dtype and rank, or a 400."""
+    dtype_name = _dtype_name(spec.dtype)
+    try:
+        if spec.dtype == tf.string:
+            array = np.array(_decode_b64(value), dtype=object)
+            if not all(isinstance(item, (str, bytes)) for item in array.flat):
+                raise ValueError("expected strings or {\"b64\": ...} objects")
+        else:
+            given = np.array(value)
+            if given.dtype.kind not in "biuf":
+                raise ValueError("expected numbers")
+            target = spec.dtype.as_numpy_dtype
+            if np.issubdtype(target, np.integer) and given.size and (
+                    given.dtype.kind == "f" and not np.all(np.mod(given, 1) == 0)
+                    or given.min() < np.iinfo(target).min or given.max() > np.iinfo(target).max):
+                raise ValueError(f"values must be whole numbers in [{np.iinfo(target).min}, "
+                                 f"{np.iinfo(target).max}]")
+            array = given.astype(target)
+    except (ValueError, TypeError) as error:
+        raise ServingError(400, f"input {name!r}: cannot be read as {dtype_name} ({error}).")
+    if array.ndim == 0:
+        raise ServingError(400, f"input {name!r}: needs a batch dimension (a list of examples).")
+    if spec.shape.rank is None:  # the signature takes any shape (e.g. MNIST's pixels)
+        return array
+    expected = spec.shape.as_list()
+    if array.ndim != len(expected) or any(want is not None and want != got
+                                          for want, got in zip(expected, array.shape)):
+        shape = [-1 if size is None else size for size in expected]
+        raise ServingError(400, f"input {name!r}: expected shape {shape} ({dtype_name}), got "
+                                f"{list(array.shape)}.")
+    return array
+
+
+def read_request(body: dict, function) -> tuple[dict[str, np.ndarray], bool]:
+    """The request's input columns, and whether it used the row (`instances`) format."""
+    specs = function.structured_input_signature[1]
+    if ("instances" in body) == ("inputs" in body):
+        raise ServingError(400, "the request body needs exactly one of \"instances\" (row format) "
+                                "or \"inputs\" (columnar format).")
+    if "instances" in body:
+        instances = body["instances"]
+        if not isinstance(instances, list) or not instances:
+            raise ServingError(400, "\"instances\" must be a non-empty list, one item per example.")
+        if len(specs) == 1 and not (isinstance(instances[0], dict) and set(instances[0]) <= set(specs)
+                                    and "b64" not in instances[0]):
+            columns = {next(iter(specs)): instances}
+        else:
+            if not all(isinstance(row, dict) for row in instances):
+                raise ServingError(400, f"each instance must be an object with the inputs "
+                                        f"{sorted(specs)}.")
+            columns = {key: [row.get(key) for row in instances] for key in specs}
+        row_format = True
+    else:
+        inputs = body["inputs"]
+        columns = (inputs if isinstance(inputs, dict) and set(inputs) <= set(specs)
+                   and "b64" not in inputs else {next(iter(specs)): inputs})
+        row_format = False
+    missing = sorted(set(specs) - set(columns))
+    unknown = sorted(set(columns) - set(specs))
+    if missing or unknown:
+        raise ServingError(400, f"inputs {unknown} are not in the signature; it takes "
+                                f"{sorted(specs)}." if unknown else
+                                f"missing inputs {missing}; the signature takes {sorted(specs)}.")
+    arrays = {key: _as_array(key, columns[key], specs[key]) for key in specs}
+    sizes = {len(array) for array in arrays.values()}
+    if len(sizes) != 1:
+        raise ServingError(400, "all inputs must hold the same number of examples.")
+    return arrays, row_format
+
+
+def _json_value(value):
+    """An output value as JSON: numbers as numbers, strings decoded from UTF-8."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        return [_json_value(item) for item in value]
+    return value.tolist()
+
+
+def write_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
+    """TF Serving's response: one output's values or an object per example (rows), or the
+    output's value or an object of outputs (columns)."""
+    names = sorted(outputs)
+    if row_format:
+        if len(names) == 1:
+            return {"predictions": _json_value(outputs[names[0]])}
+        return {"predictions": [{name: _json_value(outputs[name][index]) for name in names}
+                                for index in range(len(outputs[names[0]]))]}
+    if len(names) == 1:
+        return {"outputs": _json_value(outputs[names[0]])}
+    return {"outputs": {name: _json_value(outputs[name]) for name in names}}
+
+
+class Batcher:
+    """Stacks concurrent requests to one signature (same per-example shapes) into one call."""
+
+    def __init__(self, max_batch_size: int, timeout_seconds: float):
+        self.max_batch_size, self.timeout_seconds = max_batch_size, timeout_seconds
+        self.queues: dict[tuple, list] = {}
+
+    async def run(self, key: tuple, function, arrays: dict) -> tuple:
+        """The outputs for `arrays`, and the size of the batch they were computed in."""
+        shapes = tuple((name, array.shape[1:], array.dtype.str) for name, array in
+                       sorted(arrays.items()))
+        queue_key = (*key, shapes)
+        future = asyncio.get_running_loop().create_future()
+        queue = self.queues.setdefault(queue_key, [])
+        queue.append((arrays, future))
+        if len(queue) == 1:
+            asyncio.get_running_loop().call_later(self.timeout_seconds, self._flush, queue_key,
+                                                  function)
+        elif sum(len(next(iter(item[0].values()))) for item in queue) >= self.max_batch_size:
+            self._flush(queue_key, function)
+        return await future
+
+    def _flush(self, queue_key, function) -> None:
+        queue = self.queues.pop(queue_key, None)
+        if queue:
+            asyncio.get_running_loop().create_task(self._call(queue, function))
+
+    async def _call(self, queue, function) -> None:
+        sizes = [len(next(iter(arrays.values()))) for arrays, _ in queue]
+        stacked = {name: np.concatenate([arrays[name] for arrays, _ in queue])
+                   for name in queue[0][0]}
+        try:
+            outputs = await asyncio.to_thread(call_signature, function, stacked)
+        except Exception as error:
+            outputs = error
+        if len(queue) > 1 and (isinstance(outputs, Exception) or any(
+                len(value) != sum(sizes) for value in outputs.values())):
+            for arrays, future in queue:  # one request's fault, or outputs not row by row
+                await self._call([(arrays, future)], function)
+            return
+        if isinstance(outputs, Exception):
+            queue[0][1].set_exception(outputs)
+            return
+        start = 0
+        for (_, future), size in zip(queue, sizes):
+            future.set_result(({name: value[start:start + size]
+                                for name, value in outputs.items()}, sum(sizes)))
+            start += size
+
+
+def call_signature(function, arrays: dict) -> dict[str, np.ndarray]:
+    specs = function.structured_input_signature[1]
+    try:
+        outputs = function(**{name: tf.constant(array, dtype=specs[name].dtype)
+                              for name, array in arrays.items()})
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+        # TF's message: a header, the node's Python stack (indented), the reason, the op.
+        reasons = [line for line in str(error).splitlines() if line.strip() and not
+                   line[0].isspace() and not line.startswith(("Graph execution error",
+                                                              "Detected at node"))]
+        message = (reasons[-1] if reasons else str(error))[:300]
+        raise ServingError(400, f"the model could not run on this input: {message}")
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
+               batch_timeout_ms: float = 2.0, max_request_mb: float = 16.0,
+               poll_seconds: float = 1.0) -> Starlette:
+    """The ASGI application: the REST API over the exports under `model_dir`."""
+    repository = ModelRepository(model_dir)
+    repository.poll()
+    batcher = Batcher(max_batch_size, batch_timeout_ms / 1000) if batching else None
+    max_bytes = int(max_request_mb * 2**20)
+
+    async def poll_forever():
+        while True:
+            await asyncio.sleep(poll_seconds)
+            await asyncio.to_thread(repository.poll)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(poll_forever())
+        yield
+        task.cancel()
+
+    async def status(name: str, version: str | None) -> dict:
+        repository.get(name, version)
+        versions = sorted(repository.models[name], reverse=True)
+        if version is not None:
+            versions = [int(version)]
+        return {"model_version_status": [
+            {"version": str(number), "state": "AVAILABLE",
+             "status": {"error_code": "OK", "error_message": ""}} for number in versions]}
+
+    async def metadata(name: str, version: str | None) -> dict:
+        loaded = repository.get(name, version)
+        return {"model_spec": {"name": name, "signature_name": "", "version": str(loaded.version)},
+                "metadata": {"signature_def": {
+                    "signature_def": loaded.signature_defs,
+                    "@type": "type.googleapis.com/tensorflow.serving.SignatureDefMap"}}}
+
+    async def predict(request: Request, name: str, version: str | None) -> JSONResponse:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise ServingError(413, f"request body of {int(declared)} bytes is over the server's "
+                                    f"limit of {max_bytes} (--max-request-mb {max_request_mb:g}).")
+        body_bytes = b""
+        async for chunk in request.stream():
+            body_bytes += chunk
+            if len(body_bytes) > max_bytes:
+                raise ServingError(413, f"request body is over the server's limit of {max_bytes} "
+                                        f"bytes (--max-request-mb {max_request_mb:g}).")
+        try:
+            body = json.loads(body_bytes)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ServingError(400, f"the request body is not valid JSON: {error}.")
+        if not isinstance(body, dict):
+            raise ServingError(400, "the request body must be a JSON object.")
+        loaded = repository.get(name, version)
+        signature_name = body.get("signature_name") or DEFAULT_SIGNATURE
+        function = loaded.signature(signature_name)
+        arrays, row_format = read_request(body, function)
+        if batcher:
+            outputs, batch_size = await batcher.run((name, loaded.version, signature_name),
+                                                    function, arrays)
+        else:
+            outputs = await asyncio.to_thread(call_signature, function, arrays)
+            batch_size = len(next(iter(arrays.values())))
+        return JSONResponse(write_response(outputs, row_format),
+                            headers={"X-Batch-Size": str(batch_size)})
+
+    async def models_endpoint(request: Request) -> JSONResponse:
+        match = _PATH.match(request.path_params["rest"])
+        if not match:
+            raise ServingError(404, f"unknown path {request.url.path}; the API is "
+                                    f"/v1/models/<name>[/versions/<v>][/metadata | :predict].")
+        name, version = match["name"], match["version"]
+        if match["verb"]:
+            if match["verb"] != "predict":
+                raise ServingError(404, f"only :predict is served, not :{match['verb']}.")
+            if request.method != "POST":
+                raise ServingError(405, ":predict takes a POST request.")
+            return await predict(request, name, version)
+        if request.method != "GET":
+            raise ServingError(405, "model status and metadata take a GET request.")
+        answer = await (metadata if match["metadata"] else status)(name, version)
+        return JSONResponse(answer)
+
+    async def serving_error(request, error: ServingError):
+        return JSONResponse({"error": str(error)}, status_code=error.status)
+
+    async def http_error(request, error: HTTPException):
+        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+
+    async def unexpected_error(request, error: Exception):
+        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
+                            status_code=500)
+
+    async def demo_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(DEMO_PAGE.read_text().replace(
+            "__MODELS__", json.dumps(sorted(repository.models))))
+
+    app = Starlette(routes=[Route("/v1/models/{rest:path}", models_endpoint,
+                                  methods=["GET", "POST"]),
+                            Route("/", demo_page)],
+                    exception_handlers={ServingError: serving_error, HTTPException: http_error,
+                                        Exception: unexpected_error},
+                    lifespan=lifespan)
+    app.state.repository = repository
+    return app
+
+
+def serve(model_dir: str, host: str = "127.0.0.1", port: int = 8501, **options) -> None:
+    """Runs the server until interrupted."""
+    import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
+    import uvicorn
+
+    root = Path(model_dir)
+    app = create_app(root, **options)
+    served = ", ".join(f"{name} (versions {', '.join(map(str, sorted(versions)))})"
+                       for name, versions in sorted(app.state.repository.models.items()))
+    print(f"[serve] serving {served or 'nothing yet'} from {root} (polled for new versions) at "
+          f"http://{host}:{port}/v1/models/<name>", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    """Waits until `url` answers (for tests and benchmarks that start a server process)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -1,0 +1,236 @@
+"""The code each app's users would otherwise copy, written as its source writes it, for
+`bench.compare`. Every function trains on the same data as the app (`splits`, the app's own
+`load_data`) and takes a `clock` (`bench.compare.QualityClock`) that scores the model on the
+app's test split after every epoch (`test`: its inputs and targets as arrays, which each
+reference turns into its own model's input the way its tutorial does).
+"""
+
+import re
+import string
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def arrays(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """An unbatched (input, target) dataset as two NumPy arrays."""
+    inputs, targets = zip(*dataset.batch(4096).as_numpy_iterator())
+    return np.concatenate(inputs), np.concatenate(targets)
+
+
+def carve(inputs, targets, fraction: float, seed: int) -> tuple[tuple, tuple]:
+    """A seeded random `fraction` of the examples for validation, as `validation_split` with a
+    seed does in the tutorials."""
+    order = np.random.default_rng(seed).permutation(len(inputs))
+    cut = int(len(inputs) * (1 - fraction))
+    return ((inputs[order[:cut]], targets[order[:cut]]),
+            (inputs[order[cut:]], targets[order[cut:]]))
+
+
+def mnist(model_name: str, splits, test, clock) -> None:
+    """The seed's MLP as in the TensorFlow beginner tutorial (`fit(x, y, epochs=5)`, batch 32), or
+    keras.io/examples/vision/mnist_convnet (batch 128, 15 epochs, validation_split=0.1)."""
+    (x_train, y_train), (x_test, y_test) = arrays(splits.train), test
+    x_train, x_test = x_train.reshape(-1, 28, 28), x_test.reshape(-1, 28, 28)
+    if model_name == "mnist_mlp":
+        x_train, x_test = x_train / 255.0, x_test / 255.0
+        model = keras.Sequential([
+            keras.Input(shape=(28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        fit_options = {"epochs": 5}
+    else:
+        x_train = np.expand_dims(x_train.astype("float32") / 255, -1)
+        x_test = np.expand_dims(x_test.astype("float32") / 255, -1)
+        model = keras.Sequential([
+            keras.Input(shape=(28, 28, 1)),
+            keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            keras.layers.MaxPooling2D(pool_size=(2, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(10, activation="softmax"),
+        ])
+        fit_options = {"batch_size": 128, "epochs": 15, "validation_split": 0.1}
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    clock.score_inputs(x_test, y_test)
+    model.fit(x_train, y_train, verbose=0, callbacks=[clock], **fit_options)
+
+
+def _strip_html(text):
+    lowercase = tf.strings.lower(text)
+    stripped = tf.strings.regex_replace(lowercase, "<br />", " ")
+    return tf.strings.regex_replace(stripped, f"[{re.escape(string.punctuation)}]", "")
+
+
+def sentiment_conv1d(splits, test, clock, seed: int) -> None:
+    """keras.io/examples/nlp/text_classification_from_scratch: TextVectorization (20,000 tokens,
+    500 per review, HTML and punctuation stripped) in the tf.data pipeline, Embedding 128, two
+    Conv1D(128, 7, strides 3), global max pooling, Dense 128, sigmoid; 20% of the training
+    reviews for validation, batch 32, 3 epochs."""
+    texts, labels = arrays(splits.train)
+    (train_texts, train_labels), (validation_texts, validation_labels) = carve(
+        texts, labels, 0.2, seed)
+    vectorize = keras.layers.TextVectorization(standardize=_strip_html, max_tokens=20000,
+                                               output_mode="int", output_sequence_length=500)
+    vectorize.adapt(tf.data.Dataset.from_tensor_slices(train_texts).batch(32))
+
+    def dataset(texts, labels):
+        return (tf.data.Dataset.from_tensor_slices((texts, labels)).batch(32)
+                .map(lambda text, label: (vectorize(tf.expand_dims(text, -1)), label))
+                .cache().prefetch(10))
+
+    inputs = keras.Input(shape=(None,), dtype="int64")
+    x = keras.layers.Embedding(20000, 128)(inputs)
+    x = keras.layers.Dropout(0.5)(x)
+    x = keras.layers.Conv1D(128, 7, padding="valid", activation="relu", strides=3)(x)
+    x = keras.layers.Conv1D(128, 7, padding="valid", activation="relu", strides=3)(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    predictions = keras.layers.Dense(1, activation="sigmoid", name="predictions")(x)
+    model = keras.Model(inputs, predictions)
+    model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+    clock.score_inputs(vectorize(test[0][:, np.newaxis]), test[1])
+    model.fit(dataset(train_texts, train_labels),
+              validation_data=dataset(validation_texts, validation_labels), epochs=3, verbose=0,
+              callbacks=[clock])
+
+
+def sentiment_keras_hub(splits, test, clock, seed: int, checkpoint: str) -> None:
+    """KerasHub's own task for fine-tuning a BERT-family checkpoint (the "Getting started with
+    KerasHub" recipe): `BertTextClassifier` over the same MiniLM checkpoint, its preprocessor
+    (sequence length 128), KerasHub's default compile (Adam 5e-5, logits), the whole backbone
+    trained, batch 16, 3 epochs, 20% of the training reviews for validation."""
+    import keras_hub
+
+    texts, labels = arrays(splits.train)
+    (train_texts, train_labels), validation = carve(texts, labels, 0.2, seed)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(
+        checkpoint, sequence_length=128)
+    classifier = keras_hub.models.BertTextClassifier(
+        backbone=keras_hub.models.BertBackbone.from_preset(checkpoint), num_classes=2,
+        preprocessor=preprocessor)
+    clock.score_inputs(*test)
+    classifier.fit(x=train_texts, y=train_labels, batch_size=16, epochs=3,
+                   validation_data=validation, verbose=0, callbacks=[clock])
+
+
+def speech_simple_audio(splits, test, clock) -> None:
+    """tensorflow.org/tutorials/audio/simple_audio: |STFT| (frame 255, step 128) in tf.data,
+    batch 64, cache, shuffle, prefetch; Resizing 32x32, Normalization adapted on the training
+    spectrograms, Conv2D 32 and 64, max pooling, dropout, Dense 128, logits; Adam, 10 epochs,
+    EarlyStopping(patience=2)."""
+
+    def spectrogram(waveform):
+        return tf.abs(tf.signal.stft(waveform, frame_length=255, frame_step=128))[..., tf.newaxis]
+
+    def dataset(split):
+        return split.batch(64).map(lambda audio, label: (spectrogram(audio), label),
+                                   num_parallel_calls=tf.data.AUTOTUNE)
+
+    train = dataset(splits.train).cache().shuffle(10000).prefetch(tf.data.AUTOTUNE)
+    validation = dataset(splits.validation).cache().prefetch(tf.data.AUTOTUNE)
+    input_shape = train.element_spec[0].shape[1:]
+    normalization = keras.layers.Normalization()
+    normalization.adapt(train.map(lambda spectrum, label: spectrum))
+    model = keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Resizing(32, 32),
+        normalization,
+        keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.Conv2D(64, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Dropout(0.25),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(len(splits.class_names)),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    clock.score_inputs(spectrogram(test[0]), test[1])
+    model.fit(train, validation_data=validation, epochs=10, verbose=0,
+              callbacks=[keras.callbacks.EarlyStopping(patience=2), clock])
+
+
+def forecast_weather_lstm(splits, test, clock, window: int, horizon: int) -> None:
+    """keras.io/examples/timeseries/timeseries_weather_forecasting: the series normalised by
+    the training part's mean and spread, windows from `timeseries_dataset_from_array` (batch 256),
+    LSTM 32, Dense; Adam 1e-3, MSE, 10 epochs, EarlyStopping(patience=5) and a best-weights
+    ModelCheckpoint. Same window and horizon as the app; MAE in the series' own units."""
+    series = splits.context["series"]
+    train_end, validation_end = splits.facts["split_steps"]
+    mean, spread = series[:train_end].mean(), series[:train_end].std()
+    normalised = (series - mean) / spread
+
+    def dataset(first_target: int, end: int):
+        starts = np.arange(max(first_target - window, 0), end - horizon - window + 1)
+        targets = np.stack([normalised[start + window:start + window + horizon]
+                            for start in starts])
+        return keras.utils.timeseries_dataset_from_array(
+            normalised[starts[0]:starts[-1] + window, np.newaxis], targets,
+            sequence_length=window, batch_size=256)
+
+    inputs = keras.Input(shape=(window, 1))
+    lstm_out = keras.layers.LSTM(32)(inputs)
+    outputs = keras.layers.Dense(horizon)(lstm_out)
+    model = keras.Model(inputs=inputs, outputs=outputs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.001), loss="mse")
+    clock.score_inputs((test[0] - mean) / spread, test[1],
+                       to_units=lambda predicted: predicted * spread + mean)
+    with tempfile.TemporaryDirectory() as folder:
+        model.fit(dataset(window, train_end), validation_data=dataset(train_end, validation_end),
+                  epochs=10, verbose=0, callbacks=[
+                      keras.callbacks.EarlyStopping(monitor="val_loss", min_delta=0, patience=5),
+                      keras.callbacks.ModelCheckpoint(f"{folder}/model_checkpoint.weights.h5",
+                                                      monitor="val_loss", save_weights_only=True,
+                                                      save_best_only=True),
+                      clock])
+
+
+def vision_transfer_tutorial(folder: str, test, clock, seed: int, image_size: int,
+                             weights: str) -> None:
+    """tensorflow.org/tutorials/images/transfer_learning: `image_dataset_from_directory` (batch
+    32, 20% validation), prefetch, RandomFlip + RandomRotation(0.2) in the model, MobileNetV2's
+    `preprocess_input`, the base frozen (called with training=False), global average pooling,
+    dropout 0.2, Dense logits; Adam 1e-4 for 10 epochs, then layers from 100 on unfrozen with
+    RMSprop 1e-5 for 10 more. One output per class instead of the tutorial's single logit."""
+    options = {"batch_size": 32, "image_size": (image_size, image_size), "seed": seed,
+               "validation_split": 0.2}
+    train = keras.utils.image_dataset_from_directory(f"{folder}/train", subset="training",
+                                                     shuffle=True, **options)
+    validation = keras.utils.image_dataset_from_directory(f"{folder}/train", subset="validation",
+                                                          **options)
+    class_count = len(train.class_names)
+    train, validation = train.prefetch(tf.data.AUTOTUNE), validation.prefetch(tf.data.AUTOTUNE)
+    augmentation = keras.Sequential([keras.layers.RandomFlip("horizontal"),
+                                     keras.layers.RandomRotation(0.2)])
+    base_model = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3),
+                                                include_top=False, weights=weights)
+    base_model.trainable = False
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    x = augmentation(inputs)
+    x = keras.applications.mobilenet_v2.preprocess_input(x)
+    x = base_model(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    model = keras.Model(inputs, keras.layers.Dense(class_count)(x))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-4), loss=loss,
+                  metrics=["accuracy"])
+    clock.score_inputs(*test)
+    model.fit(train, epochs=10, validation_data=validation, verbose=0, callbacks=[clock])
+    base_model.trainable = True
+    for layer in base_model.layers[:100]:
+        layer.trainable = False
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=1e-5), loss=loss,
+                  metrics=["accuracy"])
+    model.fit(train, epochs=20, initial_epoch=10, validation_data=validation, verbose=0,
+              callbacks=[clock])

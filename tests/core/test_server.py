@@ -1,0 +1,274 @@
+"""`python -m apps serve`: TF Serving's REST API over a folder of exports, in a real server
+process on 127.0.0.1, called the way a TF Serving client calls it."""
+
+import base64
+import concurrent.futures
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+
+from apps import get_app
+from apps.core import DataSplits, resolve_config
+from apps.core.export import export_saved_model
+from apps.core.server import wait_ready
+from tests.conftest import REPO_ROOT, run_cli
+from tests.core.test_multiworker import free_ports
+
+MAX_REQUEST_MB = 1
+
+
+def export_untrained(app_name: str, root, train_inputs=None, context=None, facts=None,
+                     **options):
+    """An export of the app's model as built (untrained: the server is what is tested); the
+    preprocessing its builder adapts is adapted on `train_inputs`."""
+    app = get_app(app_name)
+    config = resolve_config(app, **options)
+    class_names = [str(index) for index in range(10 if app_name in ("mnist", "vision") else 12)]
+    if app_name == "sentiment":
+        class_names = ["negative", "positive"]
+    train = None if train_inputs is None else tf.data.Dataset.from_tensor_slices(
+        (train_inputs, np.zeros(len(train_inputs), np.int64)))
+    splits = DataSplits(train=train, test=None, source="none", class_names=class_names,
+                        context=context or {}, facts=facts or {})
+    return export_saved_model(app.build_model(config, splits), app,
+                              class_names if app.output.has_labels else None, root / app_name)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A server process over untrained exports of all five apps."""
+    root = tmp_path_factory.mktemp("served")
+    rng = np.random.default_rng(0)
+    export_untrained("mnist", root, model="mnist_mlp")
+    export_untrained("vision", root, model="small_cnn", image_size=32)
+    export_untrained("sentiment", root, np.array(["a fine film", "a dull film"]),
+                     model="transformer_classifier")
+    export_untrained("speech", root, rng.normal(0, 0.1, (4, 16000)).astype("float32"))
+    export_untrained("forecast", root, context={"series": np.arange(60, dtype="float32")},
+                     facts={"split_steps": [40, 50]}, model_arg=["units=8"])
+    port = free_ports(1)[0]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apps", "serve", "--model-dir", str(root), "--port", str(port),
+         "--poll-seconds", "0.2", "--max-request-mb", str(MAX_REQUEST_MB)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1/models"
+    try:
+        wait_ready(f"{url}/mnist")
+        yield url, root
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def digits(count: int) -> np.ndarray:
+    from apps.mnist import SAMPLE_DIR, read_split
+
+    return read_split(SAMPLE_DIR, "t10k")[0][:count]
+
+
+def direct(version_dir, signature: str, **inputs) -> dict:
+    outputs = tf.saved_model.load(str(version_dir)).signatures[signature](
+        **{name: tf.constant(value) for name, value in inputs.items()})
+    return {name: value.numpy() for name, value in outputs.items()}
+
+
+def test_status_and_metadata_as_tf_serving_reports_them(server):
+    url, _ = server
+    assert requests.get(f"{url}/mnist").json() == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    metadata = requests.get(f"{url}/vision/metadata").json()
+    assert metadata["model_spec"] == {"name": "vision", "signature_name": "", "version": "1"}
+    signatures = metadata["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) == {"serving_default", "serving_bytes"}
+    pixels = signatures["serving_default"]["inputs"]["pixels"]
+    assert pixels["dtype"] == "DT_UINT8"
+    assert [dim["size"] for dim in pixels["tensor_shape"]["dim"]] == ["-1", "-1", "-1", "3"]
+    assert set(signatures["serving_default"]["outputs"]) == {"probabilities", "class_id",
+                                                             "class_name"}
+    assert signatures["serving_bytes"]["method_name"] == "tensorflow/serving/predict"
+
+
+def test_row_and_columnar_requests_answer_what_the_export_computes(server):
+    url, root = server
+    images = digits(3)
+    expected = direct(root / "mnist" / "1", "serving_default", pixels=images)
+
+    rows = requests.post(f"{url}/mnist:predict", json={"instances": images.tolist()})
+    assert rows.status_code == 200, rows.text
+    predictions = rows.json()["predictions"]
+    assert len(predictions) == 3 and set(predictions[0]) == {"probabilities", "class_id",
+                                                             "class_name"}
+    np.testing.assert_allclose([row["probabilities"] for row in predictions],
+                               expected["probabilities"], rtol=1e-5, atol=1e-6)
+    assert [row["class_name"] for row in predictions] == [
+        name.decode() for name in expected["class_name"]]
+
+    columns = requests.post(f"{url}/mnist/versions/1:predict",
+                            json={"signature_name": "serving_default",
+                                  "inputs": {"pixels": images.tolist()}}).json()["outputs"]
+    np.testing.assert_allclose(columns["probabilities"], expected["probabilities"], rtol=1e-5,
+                               atol=1e-6)
+    assert columns["class_id"] == expected["class_id"].tolist()
+
+
+def test_bytes_travel_as_b64(server):
+    url, root = server
+    png = tf.io.encode_png(np.full((40, 30, 3), 200, np.uint8)).numpy()
+    response = requests.post(f"{url}/vision:predict", json={
+        "signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(png).decode()}]})
+    assert response.status_code == 200, response.text
+    expected = direct(root / "vision" / "1", "serving_bytes", image_bytes=[png])
+    np.testing.assert_allclose(response.json()["predictions"][0]["probabilities"],
+                               expected["probabilities"][0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method, path, body, status, message", [
+    ("GET", "/nosuch", None, 404, "Servable not found for request: Latest(nosuch)"),
+    ("GET", "/mnist/versions/7", None, 404, "Versions loaded: 1"),
+    ("POST", "/mnist:predict", b"{not json", 400, "not valid JSON"),
+    ("POST", "/mnist:predict", {"pixels": []}, 400, "exactly one of \"instances\""),
+    ("POST", "/vision:predict", {"instances": [[[1, 2]]]}, 400, "expected shape [-1, -1, -1, 3]"),
+    ("POST", "/mnist:predict", {"instances": [["a"] * 784]}, 400, "cannot be read as DT_UINT8"),
+    ("POST", "/mnist:predict", {"instances": [[300] * 784]}, 400, "whole numbers in [0, 255]"),
+    ("POST", "/mnist:predict", {"instances": [[1, 2]]}, 400,
+     "Input to reshape is a tensor with 2 values, but the requested shape requires a multiple"),
+    ("POST", "/mnist:predict", {"signature_name": "explain", "instances": [[0] * 784]}, 400,
+     "signature_name 'explain' is not in version 1"),
+    ("POST", "/vision:predict", {"signature_name": "serving_bytes",
+                                 "instances": [{"b64": "%%%"}]}, 400, "invalid base64"),
+    ("POST", "/mnist:predict", {"instances": [[0] * 784] * 800}, 413, "--max-request-mb 1"),
+    ("GET", "/mnist:predict", None, 405, "takes a POST"),
+    ("POST", "/mnist:classify", {}, 404, "only :predict"),
+])
+def test_bad_requests_get_a_json_error_and_the_server_stays_up(server, method, path, body,
+                                                                  status, message):
+    url, _ = server
+    data = body if isinstance(body, bytes) else None if body is None else json.dumps(body)
+    response = requests.request(method, url + path, data=data)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+    assert requests.post(f"{url}/mnist:predict",
+                         json={"instances": digits(1).tolist()}).status_code == 200
+
+
+def test_a_new_version_is_served_without_a_restart_but_a_half_copied_one_never(server):
+    url, root = server
+    partial = root / "mnist" / "3"
+    shutil.copytree(root / "mnist" / "1" / "variables", partial / "variables")  # no .pb yet
+    shutil.copytree(root / "mnist" / "1", root / "mnist" / ".2-copying")
+    (root / "mnist" / ".2-copying").rename(root / "mnist" / "2")
+    deadline = time.monotonic() + 30
+    while requests.get(f"{url}/mnist").json()["model_version_status"][0]["version"] != "2":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1)  # several polls: version 3 stays out while it lacks its saved_model.pb
+    versions = [entry["version"] for entry in
+                requests.get(f"{url}/mnist").json()["model_version_status"]]
+    assert versions == ["2", "1"]
+    assert requests.post(f"{url}/mnist/versions/2:predict",
+                         json={"instances": digits(1).tolist()}).status_code == 200
+
+
+def test_concurrent_callers_share_batches(server):
+    url, root = server
+    images = digits(16)
+    expected = direct(root / "mnist" / "1", "serving_default", pixels=images)["probabilities"]
+
+    def call(index):
+        response = requests.post(f"{url}/mnist/versions/1:predict",
+                                 json={"instances": images[index:index + 1].tolist()})
+        return response.json()["predictions"][0]["probabilities"], int(
+            response.headers["X-Batch-Size"])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(16)))
+    np.testing.assert_allclose([probabilities for probabilities, _ in answers], expected,
+                               rtol=1e-5, atol=1e-6)
+    assert max(batch for _, batch in answers) > 1
+
+
+def test_serve_names_a_missing_folder_in_flags(tmp_path):
+    result = run_cli("serve", "--model-dir", str(tmp_path / "none"))
+    assert result.returncode == 2
+    assert f"--model-dir {tmp_path / 'none'}: no such folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1200,3000"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_the_demo_page_calls_every_model_from_a_real_browser(server, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from apps.speech_corpus import write_wav
+
+    url, _ = server
+    browser.get(url.removesuffix("/v1/models") + "/")
+    WebDriverWait(browser, 30).until(
+        lambda driver: driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+
+    def section(name):
+        return browser.find_element(By.ID, f"model-{name}")
+
+    def predicted(name, selector):
+        section(name).find_element(By.CLASS_NAME, "predict").click()
+        WebDriverWait(browser, 30).until(
+            lambda driver: section(name).find_elements(By.CSS_SELECTOR, f"{selector}, .error"))
+        assert not section(name).find_elements(By.CLASS_NAME, "error"), section(name).text
+        return section(name).find_element(By.CSS_SELECTOR, selector)
+
+    canvas = section("mnist").find_element(By.CSS_SELECTOR, "canvas.digit")
+    ActionChains(browser).move_to_element_with_offset(canvas, 0, -80).click_and_hold() \
+        .move_by_offset(0, 160).release().perform()  # a "1"
+    assert predicted("mnist", "[data-class-name]").get_attribute("data-class-name") in \
+        [str(digit) for digit in range(10)]
+    assert len(section("mnist").find_elements(By.CLASS_NAME, "probability")) == 5
+
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(tf.io.encode_png(np.full((40, 30, 3), 200, np.uint8)).numpy())
+    section("vision").find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(picture))
+    expected = requests.post(f"{url}/vision:predict", json={
+        "signature_name": "serving_bytes",
+        "instances": [{"b64": base64.b64encode(picture.read_bytes()).decode()}]}).json()
+    assert predicted("vision", "[data-class-name]").get_attribute("data-class-name") == \
+        expected["predictions"][0]["class_name"]
+
+    review = "A warm, funny and moving film."
+    section("sentiment").find_element(By.TAG_NAME, "textarea").send_keys(review)
+    expected = requests.post(f"{url}/sentiment:predict", json={"instances": [review]}).json()
+    assert predicted("sentiment", "[data-class-name]").get_attribute("data-class-name") == \
+        expected["predictions"][0]["class_name"]
+
+    clip = tmp_path / "clip.wav"
+    write_wav(clip, 0.3 * np.sin(np.linspace(0, 2000, 16000)))
+    section("speech").find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(clip))
+    assert predicted("speech", "[data-class-name]").get_attribute("data-class-name")
+
+    history = [float(value) for value in range(52)]
+    section("forecast").find_element(By.TAG_NAME, "textarea").send_keys(
+        ", ".join(map(str, history)))
+    forecast = json.loads(predicted("forecast", "[data-forecast]").get_attribute("data-forecast"))
+    expected = requests.post(f"{url}/forecast:predict",
+                             json={"instances": [[[value] for value in history]]}).json()
+    np.testing.assert_allclose(forecast, expected["predictions"][0], rtol=1e-5)
+    assert section("forecast").find_elements(By.CSS_SELECTOR, "canvas.plot")
