@@ -1,5 +1,5 @@
 """Command line: `python -m apps list`, `python -m apps serve [options]`,
-`python -m apps APP train|lr-find|tune|predict [options]`.
+`python -m apps APP train|lr-find|tune|predict|export-litert [options]`.
 
 It knows the apps only through the `app_names` and `get_app` it is given.
 """
@@ -64,6 +64,17 @@ def _predict(app, arguments) -> None:
         print(json.dumps({"input": source, **app.output.predict_line(outputs, index)}))
 
 
+def _export_litert(app, arguments) -> None:
+    from apps.core.config import resolve_config
+    from apps.core.export import resolve_version_dir
+    from apps.core.litert import export_litert
+
+    version_dir = resolve_version_dir(arguments.model_dir)
+    splits = app.load_data(resolve_config(app, data=arguments.data))
+    report = export_litert(app, version_dir, arguments.quantize, splits, arguments.max_examples)
+    print(json.dumps(report))
+
+
 def _serve(argv: list[str]) -> int:
     parser = _Parser(prog="python -m apps serve",
                      description="serve every export under --model-dir with TF Serving's REST API",
@@ -113,6 +124,7 @@ def main(app_names, get_app, argv=None) -> int:
     _import_tensorflow_quietly()
     from apps.core.config import build_parser, from_namespace, read_config_file
     from apps.core.errors import DataError, RunError
+    from apps.core.litert import QUANTIZATIONS
     from apps.core.lr_find import find_learning_rate
     from apps.core.train import train
     from apps.core.tune import tune
@@ -149,10 +161,25 @@ def main(app_names, get_app, argv=None) -> int:
     predict_parser.add_argument("--model-dir", required=True,
                                 help="an export: saved_models/<app> (latest version) or a version")
     predict_parser.add_argument("inputs", nargs="+", metavar="INPUT")
+    litert_parser = commands.add_parser(
+        "export-litert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="convert an export to LiteRT (.tflite) and compare it with the SavedModel on the "
+             "test split")
+    litert_parser.add_argument("--model-dir", required=True,
+                               help="an export: saved_models/<app> (latest version) or a version")
+    litert_parser.add_argument("--quantize", choices=QUANTIZATIONS, default="none")
+    litert_parser.add_argument("--data", default="auto",
+                               help="the data the model was trained on, as for train (int8 "
+                                    "calibrates on its training split; the test split compares)")
+    litert_parser.add_argument("--max-examples", type=int, default=1000,
+                               help="test examples compared")
     arguments = app_parser.parse_args(argv[1:])
     try:
         if arguments.command == "predict":
             _predict(app, arguments)
+            return 0
+        if arguments.command == "export-litert":
+            _export_litert(app, arguments)
             return 0
         config = from_namespace(app.config_class, arguments)
         if arguments.command == "train":

@@ -59,8 +59,10 @@ def _stored(pixels, size: int):
 
 
 def _resized(pixels, size: int):
-    """uint8 or float pixels [batch, h, w, 3] -> float32 [batch, size, size, 3] in [0, 255]."""
-    return tf.image.resize(tf.cast(pixels, tf.float32), (size, size), antialias=True)
+    """uint8 or float pixels [batch, h, w, 3] -> float32 [batch, size, size, 3] in [0, 255].
+    Plain bilinear, as `image_dataset_from_directory` resizes, and a LiteRT built-in op (the
+    antialiased resize is not)."""
+    return tf.image.resize(tf.cast(pixels, tf.float32), (size, size))
 
 
 def _decode(image_bytes):

@@ -9,12 +9,13 @@ time-to-target is its wall time from the start (data loading, model building, ev
 validation, both phases) to the end of the first epoch whose test quality reaches the target,
 the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
 
-    python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...]
+    python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...] [--option KEY=VALUE]
 
 Results are merged by race into bench/compare.json.
 """
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import json
@@ -26,6 +27,7 @@ from typing import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from apps import get_app
 from apps.core import resolve_config, train
@@ -64,10 +66,12 @@ class QualityClock(keras.callbacks.Callback):
 
     def quality(self, model) -> float:
         inputs = self.inputs
-        if self.head_features and len(model.inputs[0].shape) != inputs.ndim:
+        if self.head_features is not None and len(model.inputs[0].shape) != inputs.ndim:
             if not isinstance(self.head_features, np.ndarray):
                 self.head_features = self.head_features(inputs)
             inputs = self.head_features
+        if inputs.dtype == object:  # strings: Keras predicts on a string tensor, not objects
+            inputs = tf.constant(inputs.tolist())
         predicted = np.asarray(model.predict(inputs, batch_size=256, verbose=0))
         if self.metric == "mae":
             predicted = self.to_units(predicted) if self.to_units else predicted
@@ -133,8 +137,23 @@ def write_digits_folder(count: int = 1800) -> None:
         keras.layers.Rescaling(1 / 127.5, offset=-1), backbone,
         keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
     pretraining.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    pretraining.fit(images[count:].reshape(-1, 28, 28, 1).astype("float32"), labels[count:],
-                    batch_size=64, epochs=3, verbose=2)
+    pretraining_images = images[count:].reshape(-1, 28, 28, 1).astype("float32")
+    pretraining.fit(pretraining_images, labels[count:], batch_size=64, epochs=3, verbose=2)
+    # MobileNetV2's batch norms average with momentum 0.999: after a few hundred steps their
+    # moving statistics are still mostly the initial ones, and a frozen backbone (inference
+    # mode) would compute garbage. One pass with momentum 0 sets them to the data's.
+    norms = [layer for layer in backbone.layers
+             if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    pretraining(pretraining_images[:2000], training=True)
+    for layer in norms:
+        layer.momentum = 0.999
+    race_digits = images[:count].reshape(-1, 28, 28, 1).astype("float32")
+    accuracy = (pretraining.predict(race_digits, verbose=0).argmax(axis=1)
+                == labels[:count]).mean()
+    print(f"[vision] backbone pretrained on {len(pretraining_images)} other digits; with its "
+          f"pretraining head it classifies the race's digits at {accuracy:.1%}", flush=True)
     backbone.save_weights(VISION_WEIGHTS)
 
 
@@ -197,7 +216,9 @@ def ours(race: Race, seed: int) -> list[dict]:
     test = arrays(splits.test)
 
     def head_features(inputs):  # the frozen pretrained backbone the head phase is fitted on
-        return app.build_model(config, splits).feature_extractor().predict(inputs, verbose=0)
+        extractor = app.build_model(config, splits).feature_extractor()
+        return extractor.predict(tf.constant(inputs.tolist()) if inputs.dtype == object
+                                 else inputs, verbose=0)
 
     clock = QualityClock(race.metric)
     clock.score_inputs(*test, head_features=head_features)
@@ -207,8 +228,10 @@ def ours(race: Race, seed: int) -> list[dict]:
     return clock.rows
 
 
-def compare(name: str, pairs: int) -> dict:
+def compare(name: str, pairs: int, lever: dict) -> dict:
     race = RACES[name]
+    if lever:
+        race = dataclasses.replace(race, options={**race.options, **lever})
     if race.app == "vision":
         write_digits_folder()
     runs = []
@@ -229,7 +252,8 @@ def compare(name: str, pairs: int) -> dict:
         })
         print(f"[{name} pair {pair + 1}] {runs[-1]}", flush=True)
     ratios = [run["ratio"] or 0.0 for run in runs]
-    return {"race": name, "app": race.app, "model": race.options["model"],
+    return {"race": name + "".join(f" {key}={value}" for key, value in lever.items()),
+            "app": race.app, "model": race.options["model"], "lever": lever,
             "reference": race.reference, "metric": race.metric,
             "ratio_median": statistics.median(ratios), "ratios": ratios,
             "reference_quality": statistics.median(run["target"] for run in runs),
@@ -242,17 +266,24 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=3, help="alternating A/B run pairs")
     parser.add_argument("--races", nargs="+", default=list(RACES), choices=list(RACES))
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of B instead of the app default, to measure a lever "
+                             "(e.g. batch_size=128); its results are kept beside the default's")
     arguments = parser.parse_args()
+    lever = {key: ast.literal_eval(value) for key, _, value in
+             (pair.partition("=") for pair in arguments.option)}
     results = {entry["race"]: entry for entry in
                (json.loads(RESULTS.read_text())["results"] if RESULTS.exists() else [])
                if "race" in entry}
     for name in arguments.races:
-        results[name] = compare(name, arguments.pairs)
-        write_results(RESULTS, [results[race] for race in RACES if race in results])
-        print(f"{name}: median time-to-target ratio (reference / runner) "
-              f"{results[name]['ratio_median']:.2f} over {arguments.pairs} pairs; final "
-              f"{results[name]['metric']} reference {results[name]['reference_quality']}, "
-              f"project {results[name]['project_quality']}", flush=True)
+        result = compare(name, arguments.pairs, lever)
+        results[result["race"]] = result
+        write_results(RESULTS, sorted(results.values(), key=lambda entry: (
+            list(RACES).index(entry["race"].split()[0]), entry["race"])))
+        print(f"{result['race']}: median time-to-target ratio (reference / runner) "
+              f"{result['ratio_median']:.2f} over {arguments.pairs} pairs; final "
+              f"{result['metric']} reference {result['reference_quality']}, "
+              f"project {result['project_quality']}", flush=True)
     print(f"wrote {RESULTS}")
 
 

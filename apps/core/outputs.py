@@ -38,6 +38,16 @@ class Classification:
         return {"class": outputs["class_name"][index].numpy().decode(),
                 "probability": round(float(outputs["probabilities"][index].numpy().max()), 4)}
 
+    def litert_comparison(self, saved: dict, litert: dict, targets: np.ndarray) -> dict:
+        """Test accuracy of the SavedModel and of its LiteRT conversion, and how often they
+        pick the same class."""
+        saved_class = saved["probabilities"].argmax(axis=-1)
+        litert_class = litert["probabilities"].argmax(axis=-1)
+        return {"metric": "accuracy",
+                "saved_model_accuracy": round(float((saved_class == targets).mean()), 4),
+                "litert_accuracy": round(float((litert_class == targets).mean()), 4),
+                "same_class": round(float((saved_class == litert_class).mean()), 4)}
+
 
 class Forecast:
     """The next `horizon` values of a series [batch, horizon], in the series' own units."""
@@ -57,3 +67,11 @@ class Forecast:
 
     def predict_line(self, outputs: dict, index: int) -> dict:
         return {"forecast": outputs["forecast"][index].numpy().tolist()}
+
+    def litert_comparison(self, saved: dict, litert: dict, targets: np.ndarray) -> dict:
+        """Test MAE of the SavedModel and of its LiteRT conversion, and their largest gap."""
+        return {"metric": "mae",
+                "saved_model_mae": round(float(np.abs(saved["forecast"] - targets).mean()), 4),
+                "litert_mae": round(float(np.abs(litert["forecast"] - targets).mean()), 4),
+                "largest_difference": round(float(np.abs(saved["forecast"]
+                                                         - litert["forecast"]).max()), 4)}

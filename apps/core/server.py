@@ -223,12 +223,14 @@ def read_request(body: dict, function) -> tuple[dict[str, np.ndarray], bool]:
     return arrays, row_format
 
 
-def _json_value(value):
-    """An output value as JSON: numbers as numbers, strings decoded from UTF-8."""
+def _json_value(value, binary: bool = False):
+    """An output value as JSON: numbers as numbers, strings decoded from UTF-8, and the bytes
+    of an output whose name ends in `_bytes` as {"b64": ...}, as TF Serving writes them."""
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return ({"b64": base64.b64encode(value).decode()} if binary
+                else value.decode("utf-8", "replace"))
     if isinstance(value, np.ndarray) and value.dtype == object:
-        return [_json_value(item) for item in value]
+        return [_json_value(item, binary) for item in value]
     return value.tolist()
 
 
@@ -236,14 +238,20 @@ def write_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
     """TF Serving's response: one output's values or an object per example (rows), or the
     output's value or an object of outputs (columns)."""
     names = sorted(outputs)
-    if row_format:
-        if len(names) == 1:
-            return {"predictions": _json_value(outputs[names[0]])}
-        return {"predictions": [{name: _json_value(outputs[name][index]) for name in names}
-                                for index in range(len(outputs[names[0]]))]}
+    values = {name: _json_value(outputs[name], name.endswith("_bytes")) for name in names}
     if len(names) == 1:
-        return {"outputs": _json_value(outputs[names[0]])}
-    return {"outputs": {name: _json_value(outputs[name]) for name in names}}
+        return {"predictions" if row_format else "outputs": values[names[0]]}
+    if row_format:
+        return {"predictions": [{name: values[name][index] for name in names}
+                                for index in range(len(outputs[names[0]]))]}
+    return {"outputs": values}
+
+
+class ServingJSONResponse(JSONResponse):
+    """JSON with NaN and Infinity written as tokens, as TF Serving's REST API allows."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode()
 
 
 class Batcher:
@@ -374,7 +382,7 @@ def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
         else:
             outputs = await asyncio.to_thread(call_signature, function, arrays)
             batch_size = len(next(iter(arrays.values())))
-        return JSONResponse(write_response(outputs, row_format),
+        return ServingJSONResponse(write_response(outputs, row_format),
                             headers={"X-Batch-Size": str(batch_size)})
 
     async def models_endpoint(request: Request) -> JSONResponse:
@@ -392,16 +400,16 @@ def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
         if request.method != "GET":
             raise ServingError(405, "model status and metadata take a GET request.")
         answer = await (metadata if match["metadata"] else status)(name, version)
-        return JSONResponse(answer)
+        return ServingJSONResponse(answer)
 
     async def serving_error(request, error: ServingError):
-        return JSONResponse({"error": str(error)}, status_code=error.status)
+        return ServingJSONResponse({"error": str(error)}, status_code=error.status)
 
     async def http_error(request, error: HTTPException):
-        return JSONResponse({"error": error.detail}, status_code=error.status_code)
+        return ServingJSONResponse({"error": error.detail}, status_code=error.status_code)
 
     async def unexpected_error(request, error: Exception):
-        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
+        return ServingJSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
                             status_code=500)
 
     async def demo_page(request: Request) -> HTMLResponse:

@@ -84,3 +84,31 @@ def test_inverted_digit_files_are_read_like_mnist(tmp_path):
     np.testing.assert_allclose(batch[0], batch[1], atol=2)
     with pytest.raises(DataError, match="not a readable PNG/JPEG/GIF/BMP image"):
         APP.read_inputs([str(SAMPLE_DIR / "README.md")])
+
+
+@pytest.mark.slow
+def test_litert_conversions_match_the_saved_model(sample_run, capsys, tmp_path):
+    import json
+    import shutil
+
+    from tests.conftest import cli_in_process
+
+    _, metrics = sample_run("mnist")
+    version_dir = shutil.copytree(metrics["export_path"], tmp_path / "mnist" / "1")
+    reports = {}
+    for quantize in ("none", "float16", "dynamic", "int8"):
+        status, out, err = cli_in_process(capsys, "mnist", "export-litert", "--model-dir",
+                                          str(version_dir), "--quantize", quantize,
+                                          "--data", "sample")
+        assert status == 0, err
+        reports[quantize] = json.loads(out.strip().splitlines()[-1])
+        assert (version_dir / f"model_{quantize}.tflite").stat().st_size == \
+            reports[quantize]["tflite_bytes"]
+        assert json.loads((version_dir / f"litert_{quantize}.json").read_text()) == \
+            reports[quantize]
+    for quantize, report in reports.items():
+        assert report["examples"] == 1000
+        drop = report["saved_model_accuracy"] - report["litert_accuracy"]
+        assert drop <= (0.01 if quantize != "int8" else 0.03), (quantize, report)
+    assert reports["float16"]["tflite_bytes"] < 0.6 * reports["none"]["tflite_bytes"]
+    assert reports["int8"]["tflite_bytes"] < 0.35 * reports["none"]["tflite_bytes"]

@@ -41,6 +41,18 @@ def export_untrained(app_name: str, root, train_inputs=None, context=None, facts
                               class_names if app.output.has_labels else None, root / app_name)
 
 
+def write_half_plus_three(version_dir) -> None:
+    """The toy model of TF Serving's REST API documentation and test data: y = 0.5 x + 3."""
+
+    class HalfPlusThree(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, "x")])
+        def serve(self, x):
+            return {"y": 0.5 * x + 3.0}
+
+    module = HalfPlusThree()
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A server process over untrained exports of all five apps."""
@@ -53,6 +65,7 @@ def server(tmp_path_factory):
     export_untrained("speech", root, rng.normal(0, 0.1, (4, 16000)).astype("float32"))
     export_untrained("forecast", root, context={"series": np.arange(60, dtype="float32")},
                      facts={"split_steps": [40, 50]}, model_arg=["units=8"])
+    write_half_plus_three(root / "half_plus_three" / "123")
     port = free_ports(1)[0]
     process = subprocess.Popen(
         [sys.executable, "-m", "apps", "serve", "--model-dir", str(root), "--port", str(port),
@@ -77,6 +90,24 @@ def direct(version_dir, signature: str, **inputs) -> dict:
     outputs = tf.saved_model.load(str(version_dir)).signatures[signature](
         **{name: tf.constant(value) for name, value in inputs.items()})
     return {name: value.numpy() for name, value in outputs.items()}
+
+
+def test_the_documented_half_plus_three_example_answers_as_documented(server):
+    url, _ = server
+    assert requests.get(f"{url}/half_plus_three").json() == {"model_version_status": [
+        {"version": "123", "state": "AVAILABLE",
+         "status": {"error_code": "OK", "error_message": ""}}]}
+    assert requests.post(f"{url}/half_plus_three:predict",
+                         json={"instances": [1.0, 2.0, 5.0]}).json() == {
+        "predictions": [3.5, 4.0, 5.5]}
+    assert requests.post(f"{url}/half_plus_three/versions/123:predict",
+                         json={"inputs": {"x": [1.0, 2.0]}}).json() == {"outputs": [3.5, 4.0]}
+    answer = requests.post(f"{url}/half_plus_three:predict",
+                           data='{"instances": [NaN, Infinity]}').json()["predictions"]
+    assert np.isnan(answer[0]) and answer[1] == float("inf")
+    missing = requests.post(f"{url}/half:predict", json={"instances": [1.0, 5.0]})
+    assert missing.status_code == 404
+    assert missing.json()["error"].startswith("Servable not found for request: Latest(half)")
 
 
 def test_status_and_metadata_as_tf_serving_reports_them(server):

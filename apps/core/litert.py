@@ -1,0 +1,121 @@
+"""LiteRT (TensorFlow Lite) export of an app's SavedModel, checked against it on held-out data.
+
+`python -m apps <app> export-litert --model-dir DIR --quantize none|float16|dynamic|int8`
+converts the export's predict signature, one example per call (the edge case), with TensorFlow
+Lite's built-in ops only (so LiteRT's own interpreter runs it, without TensorFlow), writes
+`model_<quantize>.tflite` into the version folder, runs it with the LiteRT interpreter from PyPI
+(`ai-edge-litert`) on the app's test split beside the SavedModel, and writes
+`litert_<quantize>.json` there: accuracy (or MAE) of both, agreement, sizes, per-example latency.
+int8 is calibrated on up to 200 training examples.
+"""
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from apps.core.errors import RunError
+
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+CALIBRATION_EXAMPLES = 200
+
+
+def _one_example_function(saved_model, signature_name: str, example: np.ndarray):
+    """The signature on one example of `example`'s shape, returning its numeric outputs (class
+    names are looked up from labels.txt by the caller, as TF Lite has no string tables)."""
+    signature = saved_model.signatures[signature_name]
+    (input_name, spec), = signature.structured_input_signature[1].items()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, *np.shape(example)], spec.dtype, input_name)])
+    def one_example(raw):
+        outputs = signature(**{input_name: raw})
+        return {name: value for name, value in outputs.items() if value.dtype != tf.string}
+
+    return one_example.get_concrete_function(), input_name
+
+
+def convert(version_dir: Path, signature_name: str, quantize: str, example: np.ndarray,
+            calibration: np.ndarray) -> bytes:
+    saved_model = tf.saved_model.load(str(version_dir))
+    function, _ = _one_example_function(saved_model, signature_name, example)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], saved_model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        converter.representative_dataset = lambda: ([example[np.newaxis]] for example in
+                                                    calibration)
+    try:
+        return converter.convert()
+    except Exception as error:  # the converter's own message names the op it cannot lower
+        found = re.search(r"failed to legalize operation '[^']+'|'[^']+' op is neither a custom "
+                          r"op nor a flex op|[^\n:]*not supported[^\n]*", str(error))
+        reason = found.group(0) if found else (str(error).splitlines() or [repr(error)])[0]
+        raise RunError(f"--model-dir {version_dir}: the {signature_name} signature does not "
+                       f"convert to LiteRT built-in ops: {reason[:300]}") from error
+
+
+def _run_litert(model_bytes: bytes, examples: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    """Every example through the LiteRT interpreter; its outputs and seconds per example."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    runner = interpreter.get_signature_runner()
+    input_name = next(iter(runner.get_input_details()))
+    outputs, started = [], time.perf_counter()
+    for example in examples:
+        outputs.append(runner(**{input_name: example[np.newaxis]}))
+    seconds = (time.perf_counter() - started) / len(examples)
+    return {name: np.concatenate([row[name] for row in outputs]) for name in outputs[0]}, seconds
+
+
+def _run_saved_model(version_dir: Path, signature_name: str, examples: np.ndarray):
+    saved_model = tf.saved_model.load(str(version_dir))
+    function, input_name = _one_example_function(saved_model, signature_name, examples[0])
+    function(tf.constant(examples[:1]))  # traced once, outside the timing
+    outputs, started = [], time.perf_counter()
+    for example in examples:
+        outputs.append({name: value.numpy() for name, value in
+                        function(tf.constant(example[np.newaxis])).items()})
+    seconds = (time.perf_counter() - started) / len(examples)
+    return {name: np.concatenate([row[name] for row in outputs]) for name in outputs[0]}, seconds
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
+
+
+def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: int) -> dict:
+    """Converts, compares and writes the .tflite and its report; returns the report."""
+    test_inputs, test_targets = (np.concatenate(part) for part in zip(
+        *splits.test.take(max_examples).batch(256).as_numpy_iterator()))
+    calibration = np.concatenate([inputs for inputs, _ in splits.train.take(
+        CALIBRATION_EXAMPLES).batch(256).as_numpy_iterator()])
+    model_bytes = convert(version_dir, "serving_default", quantize,
+                          test_inputs[0], calibration)
+    litert_outputs, litert_seconds = _run_litert(model_bytes, test_inputs)
+    saved_outputs, saved_seconds = _run_saved_model(version_dir, "serving_default",
+                                                    test_inputs)
+    tflite_path = version_dir / f"model_{quantize}.tflite"
+    _write_atomically(tflite_path, model_bytes)
+    saved_model_bytes = sum(path.stat().st_size for path in version_dir.rglob("*")
+                            if path.is_file() and path.suffix not in (".tflite", ".json"))
+    report = {"app": app.name, "quantize": quantize, "tflite": str(tflite_path),
+              "examples": len(test_inputs), "tflite_bytes": len(model_bytes),
+              "saved_model_bytes": saved_model_bytes,
+              "litert_ms_per_example": round(1000 * litert_seconds, 3),
+              "saved_model_ms_per_example": round(1000 * saved_seconds, 3),
+              **app.output.litert_comparison(saved_outputs, litert_outputs, test_targets)}
+    _write_atomically(version_dir / f"litert_{quantize}.json",
+                      (json.dumps(report, indent=2) + "\n").encode())
+    return report
