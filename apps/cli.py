@@ -85,10 +85,9 @@ def _serve(argv: list[str]) -> int:
                         help="address to bind; 0.0.0.0 opens the server to the network")
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
-                        help="stack concurrent requests to one signature into one call")
+                        help="requests that arrive while a call to their signature runs share "
+                             "the next call")
     parser.add_argument("--max-batch-size", type=int, default=64)
-    parser.add_argument("--batch-timeout-ms", type=float, default=2.0,
-                        help="how long a request waits for others to share its call")
     parser.add_argument("--max-request-mb", type=float, default=16.0,
                         help="larger request bodies are refused with 413")
     parser.add_argument("--poll-seconds", type=float, default=1.0,

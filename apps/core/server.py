@@ -9,10 +9,10 @@ unchanged: the row (`instances`) and columnar (`inputs`) request formats, `signa
   (TF Serving's `file_system_poll_wait_seconds`); a version folder is loaded once it holds a
   `saved_model.pb` and its files have stopped changing, so a folder still being copied is not
   loaded (and one that fails to load is tried again when its files change).
-- Batching: concurrent requests to the same signature with the same per-example shape are
-  stacked into one call (up to `max_batch_size`, waiting at most `batch_timeout_ms` for company),
-  like TF Serving's `--enable_batching`. The `X-Batch-Size` response header says how many
-  examples the call that answered a request held.
+- Batching: requests to the same signature with the same per-example shape that arrive while a
+  call to it runs are stacked into the next call (up to `max_batch_size` examples), so a lone
+  request never waits and a busy signature runs batches. The `X-Batch-Size` response header says
+  how many examples the call that answered a request held.
 - `/` is a demo page: a widget per served model, chosen by its signature's input (draw a digit,
   upload a photo or a WAV or record one, type a review, paste a series and see its forecast
   plotted), calling the same REST API from the browser.
@@ -255,11 +255,14 @@ class ServingJSONResponse(JSONResponse):
 
 
 class Batcher:
-    """Stacks concurrent requests to one signature (same per-example shapes) into one call."""
+    """Stacks concurrent requests to one signature (same per-example shapes) into one call: a
+    request that finds no call running starts one at once; those arriving while it runs wait and
+    go together, up to `max_batch_size` examples, into the next."""
 
-    def __init__(self, max_batch_size: int, timeout_seconds: float):
-        self.max_batch_size, self.timeout_seconds = max_batch_size, timeout_seconds
-        self.queues: dict[tuple, list] = {}
+    def __init__(self, max_batch_size: int):
+        self.max_batch_size = max_batch_size
+        self.waiting: dict[tuple, list] = {}
+        self.running: set[tuple] = set()
 
     async def run(self, key: tuple, function, arrays: dict) -> tuple:
         """The outputs for `arrays`, and the size of the batch they were computed in."""
@@ -267,22 +270,26 @@ class Batcher:
                        sorted(arrays.items()))
         queue_key = (*key, shapes)
         future = asyncio.get_running_loop().create_future()
-        queue = self.queues.setdefault(queue_key, [])
-        queue.append((arrays, future))
-        if len(queue) == 1:
-            asyncio.get_running_loop().call_later(self.timeout_seconds, self._flush, queue_key,
-                                                  function)
-        elif sum(len(next(iter(item[0].values()))) for item in queue) >= self.max_batch_size:
-            self._flush(queue_key, function)
+        self.waiting.setdefault(queue_key, []).append((arrays, future))
+        if queue_key not in self.running:
+            self._start(queue_key, function)
         return await future
 
-    def _flush(self, queue_key, function) -> None:
-        queue = self.queues.pop(queue_key, None)
-        if queue:
-            asyncio.get_running_loop().create_task(self._call(queue, function))
+    def _start(self, queue_key, function) -> None:
+        waiting = self.waiting.get(queue_key)
+        if not waiting:
+            self.running.discard(queue_key)
+            return
+        batch, size = [], 0
+        while waiting and (not batch or size + _examples(waiting[0][0]) <= self.max_batch_size):
+            batch.append(waiting.pop(0))
+            size += _examples(batch[-1][0])
+        self.running.add(queue_key)
+        task = asyncio.get_running_loop().create_task(self._call(batch, function))
+        task.add_done_callback(lambda _: self._start(queue_key, function))
 
     async def _call(self, queue, function) -> None:
-        sizes = [len(next(iter(arrays.values()))) for arrays, _ in queue]
+        sizes = [_examples(arrays) for arrays, _ in queue]
         stacked = {name: np.concatenate([arrays[name] for arrays, _ in queue])
                    for name in queue[0][0]}
         try:
@@ -304,6 +311,10 @@ class Batcher:
             start += size
 
 
+def _examples(arrays: dict) -> int:
+    return len(next(iter(arrays.values())))
+
+
 def call_signature(function, arrays: dict) -> dict[str, np.ndarray]:
     specs = function.structured_input_signature[1]
     try:
@@ -320,12 +331,11 @@ def call_signature(function, arrays: dict) -> dict[str, np.ndarray]:
 
 
 def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
-               batch_timeout_ms: float = 2.0, max_request_mb: float = 16.0,
-               poll_seconds: float = 1.0) -> Starlette:
+               max_request_mb: float = 16.0, poll_seconds: float = 1.0) -> Starlette:
     """The ASGI application: the REST API over the exports under `model_dir`."""
     repository = ModelRepository(model_dir)
     repository.poll()
-    batcher = Batcher(max_batch_size, batch_timeout_ms / 1000) if batching else None
+    batcher = Batcher(max_batch_size) if batching else None
     max_bytes = int(max_request_mb * 2**20)
 
     async def poll_forever():
@@ -381,7 +391,7 @@ def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
                                                     function, arrays)
         else:
             outputs = await asyncio.to_thread(call_signature, function, arrays)
-            batch_size = len(next(iter(arrays.values())))
+            batch_size = _examples(arrays)
         return ServingJSONResponse(write_response(outputs, row_format),
                             headers={"X-Batch-Size": str(batch_size)})
 

@@ -209,7 +209,7 @@ def test_a_new_version_is_served_without_a_restart_but_a_half_copied_one_never(s
 
 def test_concurrent_callers_share_batches(server):
     url, root = server
-    images = digits(16)
+    images = digits(32)
     expected = direct(root / "mnist" / "1", "serving_default", pixels=images)["probabilities"]
 
     def call(index):
@@ -218,8 +218,8 @@ def test_concurrent_callers_share_batches(server):
         return response.json()["predictions"][0]["probabilities"], int(
             response.headers["X-Batch-Size"])
 
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(call, range(16)))
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(call, range(32)))
     np.testing.assert_allclose([probabilities for probabilities, _ in answers], expected,
                                rtol=1e-5, atol=1e-6)
     assert max(batch for _, batch in answers) > 1
