@@ -65,7 +65,7 @@ def vision_examples(folder, image_folder):
     paths = [image_folder / colour / "3.png" for colour in COLOURS]
     pixels = np.stack([tf.image.resize(tf.io.decode_png(path.read_bytes()), (48, 48)).numpy()
                        for path in paths]).round().astype("uint8")
-    model_input = tf.image.resize(pixels.astype("float32"), (32, 32), antialias=True).numpy()
+    model_input = tf.image.resize(pixels.astype("float32"), (32, 32)).numpy()
     return pixels, model_input, paths, list(COLOURS)
 
 

@@ -17,7 +17,7 @@ def one_error_line(capsys, *args) -> str:
 
 def test_unknown_app_and_flag(capsys):
     assert one_error_line(capsys, "imagenet", "train") == (
-        f"python -m apps: error: unknown app 'imagenet'; choose one of: list, "
+        f"python -m apps: error: unknown app 'imagenet'; choose one of: list, serve, "
         f"{', '.join(APP_NAMES)} (see --help)")
     assert "unrecognized arguments: --epochz 3" in one_error_line(capsys, "mnist", "train",
                                                                    "--epochz", "3")

@@ -22,6 +22,8 @@ from tests.conftest import REPO_ROOT, run_cli
 from tests.core.test_multiworker import free_ports
 
 MAX_REQUEST_MB = 1
+# One worker runs them all, so the module's server (five exports, one process) starts once.
+pytestmark = pytest.mark.xdist_group("server")
 
 
 def export_untrained(app_name: str, root, train_inputs=None, context=None, facts=None,
