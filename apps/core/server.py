@@ -57,7 +57,6 @@ class ServingError(Exception):
 @dataclasses.dataclass
 class LoadedVersion:
     version: int
-    path: Path
     saved_model: object
     signature_defs: dict  # as TF Serving's metadata API returns them
 
@@ -69,7 +68,7 @@ class LoadedVersion:
                                                           preserving_proto_field_name=True)
                           for name, definition in saved_model.meta_graphs[0].signature_def.items()
                           if not name.startswith("__")}
-        return cls(version, path, tf.saved_model.load(str(path)), signature_defs)
+        return cls(version, tf.saved_model.load(str(path)), signature_defs)
 
     def signature(self, name: str):
         signatures = self.saved_model.signatures
@@ -393,7 +392,7 @@ def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
             outputs = await asyncio.to_thread(call_signature, function, arrays)
             batch_size = _examples(arrays)
         return ServingJSONResponse(write_response(outputs, row_format),
-                            headers={"X-Batch-Size": str(batch_size)})
+                                   headers={"X-Batch-Size": str(batch_size)})
 
     async def models_endpoint(request: Request) -> JSONResponse:
         match = _PATH.match(request.path_params["rest"])
@@ -419,8 +418,8 @@ def create_app(model_dir: Path, batching: bool = True, max_batch_size: int = 64,
         return ServingJSONResponse({"error": error.detail}, status_code=error.status_code)
 
     async def unexpected_error(request, error: Exception):
-        return ServingJSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
-                            status_code=500)
+        return ServingJSONResponse(
+            {"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
 
     async def demo_page(request: Request) -> HTMLResponse:
         return HTMLResponse(DEMO_PAGE.read_text().replace(
