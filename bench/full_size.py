@@ -24,7 +24,7 @@ import numpy as np
 from apps.forecast import read_column
 from apps.speech import SAMPLE_RATE, stream_clips
 from apps.speech_corpus import write_wav
-from bench.results import write_results
+from bench.results import write_and_print_rows
 
 RESULTS = Path(__file__).with_name("full_size.json")
 JENA_COLUMNS = ["Date Time", "p (mbar)", "T (degC)", "Tpot (K)", "Tdew (degC)", "rh (%)",
@@ -92,10 +92,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=105_829)
     arguments = parser.parse_args()
     rows = [measure_csv(arguments.rows), measure_speech(arguments.clips)]
-    write_results(RESULTS, rows)
-    for row in rows:
-        print(", ".join(f"{key}={value}" for key, value in row.items()))
-    print(f"wrote {RESULTS}")
+    write_and_print_rows(RESULTS, rows)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.results import write_results
+from bench.results import write_and_print_rows
 
 RESULTS = Path(__file__).with_name("startup.json")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,10 +85,7 @@ def main() -> None:
     rows = [{"command": name, **answer(arguments)} for name, arguments in COMMANDS.items()]
     rows.append({"command": "python -m apps mnist train --model mnist_mlp: to the end of the "
                             "first training step", **first_step()})
-    write_results(RESULTS, rows)
-    for row in rows:
-        print(", ".join(f"{key}={value}" for key, value in row.items()))
-    print(f"wrote {RESULTS}")
+    write_and_print_rows(RESULTS, rows)
 
 
 if __name__ == "__main__":
