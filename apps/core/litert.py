@@ -22,13 +22,14 @@ import tensorflow as tf
 from apps.core.errors import RunError
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+SIGNATURE = "serving_default"
 CALIBRATION_EXAMPLES = 200
 
 
-def _one_example_function(saved_model, signature_name: str, example: np.ndarray):
-    """The signature on one example of `example`'s shape, returning its numeric outputs (class
-    names are looked up from labels.txt by the caller, as TF Lite has no string tables)."""
-    signature = saved_model.signatures[signature_name]
+def _one_example_function(saved_model, example: np.ndarray):
+    """The export's serving_default on one example of `example`'s shape, returning its numeric
+    outputs (TF Lite has no string tables; the class names stay in labels.txt)."""
+    signature = saved_model.signatures[SIGNATURE]
     (input_name, spec), = signature.structured_input_signature[1].items()
 
     @tf.function(input_signature=[tf.TensorSpec([1, *np.shape(example)], spec.dtype, input_name)])
@@ -36,13 +37,11 @@ def _one_example_function(saved_model, signature_name: str, example: np.ndarray)
         outputs = signature(**{input_name: raw})
         return {name: value for name, value in outputs.items() if value.dtype != tf.string}
 
-    return one_example.get_concrete_function(), input_name
+    return one_example.get_concrete_function()
 
 
-def convert(version_dir: Path, signature_name: str, quantize: str, example: np.ndarray,
+def convert(saved_model, function, version_dir: Path, quantize: str,
             calibration: np.ndarray) -> bytes:
-    saved_model = tf.saved_model.load(str(version_dir))
-    function, _ = _one_example_function(saved_model, signature_name, example)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], saved_model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
@@ -58,34 +57,28 @@ def convert(version_dir: Path, signature_name: str, quantize: str, example: np.n
         found = re.search(r"failed to legalize operation '[^']+'|'[^']+' op is neither a custom "
                           r"op nor a flex op|[^\n:]*not supported[^\n]*", str(error))
         reason = found.group(0) if found else (str(error).splitlines() or [repr(error)])[0]
-        raise RunError(f"--model-dir {version_dir}: the {signature_name} signature does not "
+        raise RunError(f"--model-dir {version_dir}: the {SIGNATURE} signature does not "
                        f"convert to LiteRT built-in ops: {reason[:300]}") from error
 
 
-def _run_litert(model_bytes: bytes, examples: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
-    """Every example through the LiteRT interpreter; its outputs and seconds per example."""
+def _per_example(call, examples: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+    """`call` on every example alone (after one untimed call); its outputs, and seconds per
+    example."""
+    call(examples[:1])
+    outputs, started = [], time.perf_counter()
+    for example in examples:
+        outputs.append(call(example[np.newaxis]))
+    seconds = (time.perf_counter() - started) / len(examples)
+    return {name: np.concatenate([row[name] for row in outputs]) for name in outputs[0]}, seconds
+
+
+def _litert_call(model_bytes: bytes):
+    """The .tflite in the LiteRT interpreter, as a function of one batch of one example."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=model_bytes)
-    runner = interpreter.get_signature_runner()
+    runner = Interpreter(model_content=model_bytes).get_signature_runner()
     input_name = next(iter(runner.get_input_details()))
-    outputs, started = [], time.perf_counter()
-    for example in examples:
-        outputs.append(runner(**{input_name: example[np.newaxis]}))
-    seconds = (time.perf_counter() - started) / len(examples)
-    return {name: np.concatenate([row[name] for row in outputs]) for name in outputs[0]}, seconds
-
-
-def _run_saved_model(version_dir: Path, signature_name: str, examples: np.ndarray):
-    saved_model = tf.saved_model.load(str(version_dir))
-    function, input_name = _one_example_function(saved_model, signature_name, examples[0])
-    function(tf.constant(examples[:1]))  # traced once, outside the timing
-    outputs, started = [], time.perf_counter()
-    for example in examples:
-        outputs.append({name: value.numpy() for name, value in
-                        function(tf.constant(example[np.newaxis])).items()})
-    seconds = (time.perf_counter() - started) / len(examples)
-    return {name: np.concatenate([row[name] for row in outputs]) for name in outputs[0]}, seconds
+    return lambda batch: runner(**{input_name: batch})
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -101,11 +94,13 @@ def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: i
         *splits.test.take(max_examples).batch(256).as_numpy_iterator()))
     calibration = np.concatenate([inputs for inputs, _ in splits.train.take(
         CALIBRATION_EXAMPLES).batch(256).as_numpy_iterator()])
-    model_bytes = convert(version_dir, "serving_default", quantize,
-                          test_inputs[0], calibration)
-    litert_outputs, litert_seconds = _run_litert(model_bytes, test_inputs)
-    saved_outputs, saved_seconds = _run_saved_model(version_dir, "serving_default",
-                                                    test_inputs)
+    saved_model = tf.saved_model.load(str(version_dir))
+    function = _one_example_function(saved_model, test_inputs[0])
+    model_bytes = convert(saved_model, function, version_dir, quantize, calibration)
+    litert_outputs, litert_seconds = _per_example(_litert_call(model_bytes), test_inputs)
+    saved_outputs, saved_seconds = _per_example(
+        lambda batch: {name: value.numpy() for name, value in function(tf.constant(batch)).items()},
+        test_inputs)
     tflite_path = version_dir / f"model_{quantize}.tflite"
     _write_atomically(tflite_path, model_bytes)
     saved_model_bytes = sum(path.stat().st_size for path in version_dir.rglob("*")
