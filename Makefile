@@ -3,7 +3,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist vision sentiment speech forecast
+APPS := mnist vision sentiment speech forecast generative
 ARGS ?=
 PYTEST_ARGS ?=
 
@@ -46,7 +46,7 @@ serve: $(INSTALLED)
 # share an app's training runs stay on one worker (xdist_group).
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
-	$(PYTHON) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -2,7 +2,7 @@
 
 import importlib
 
-APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast")
+APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative")
 
 
 def get_app(name: str):

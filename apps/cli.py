@@ -50,18 +50,11 @@ def _list(app_names, get_app) -> None:
 
 
 def _predict(app, arguments) -> None:
-    import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
 
     from apps.core.export import resolve_version_dir
 
-    version_dir = resolve_version_dir(arguments.model_dir)
-    serve = tf.saved_model.load(str(version_dir)).signatures[app.predict_signature]
-    input_name = app.signatures[app.predict_signature].input_spec.name
-    sources, batch = app.read_inputs(arguments.inputs)
-    outputs = serve(**{input_name: tf.constant(batch)})
-    for index, source in enumerate(sources):
-        print(json.dumps({"input": source, **app.output.predict_line(outputs, index)}))
+    app.output.predict(app, resolve_version_dir(arguments.model_dir), arguments)
 
 
 def _export_litert(app, arguments) -> None:
@@ -159,7 +152,7 @@ def main(app_names, get_app, argv=None) -> int:
     predict_parser = commands.add_parser("predict", help="run an exported SavedModel on inputs")
     predict_parser.add_argument("--model-dir", required=True,
                                 help="an export: saved_models/<app> (latest version) or a version")
-    predict_parser.add_argument("inputs", nargs="+", metavar="INPUT")
+    app.output.add_predict_arguments(predict_parser)
     litert_parser = commands.add_parser(
         "export-litert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="convert an export to LiteRT (.tflite) and compare it with the SavedModel on the "

@@ -74,14 +74,18 @@ def _class_files(folder: Path, class_names: list[str]) -> list[tuple[str, int]]:
             for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _folder_splits(folder: Path, config) -> tuple:
+def folder_splits(folder: Path, config, min_classes: int = 2) -> tuple:
     """(train, test, validation or None, class names, skipped files): class folders split by
     seed, or the folder's own train/ and test/ (and optional validation/) parts; corrupt images
-    dropped (and counted) where they are decoded."""
+    dropped (and counted) where they are decoded. With `min_classes` 1, a folder of images
+    without class folders is one class named after it. Images are RGB uint8 resized to
+    `config.image_size`."""
     halves = (folder / "train").is_dir() and (folder / "test").is_dir()
     class_root = folder / "train" if halves else folder
     class_names = sorted(path.name for path in class_root.iterdir()
                          if path.is_dir() and not path.name.startswith("."))
+    if not class_names and min_classes == 1:
+        folder, class_names = folder.parent, [folder.name]
     validation_files = []
     if halves:
         train_files = _class_files(folder / "train", class_names)
@@ -92,9 +96,9 @@ def _folder_splits(folder: Path, config) -> tuple:
         kept, held_out = hold_out(len(files), config.seed)
         train_files = [files[index] for index in kept]
         test_files = [files[index] for index in held_out]
-    if len(class_names) < 2 or not train_files or not test_files:
+    if len(class_names) < min_classes or not train_files or not test_files:
         raise DataError(f"--data {folder}: expected one subfolder of images per class (at least "
-                        f"two classes), optionally inside train/ and test/; found "
+                        f"{min_classes}), optionally inside train/ and test/; found "
                         f"{len(class_names)} class folders, {len(train_files)} training and "
                         f"{len(test_files)} test images.")
 
@@ -137,7 +141,7 @@ def load_data(config) -> DataSplits:
     if source == "sample":
         raise DataError("The vision app ships no sample: give --data PATH to a folder with one "
                         "subfolder of images per class, or --data tfds on a machine with network.")
-    train, test, validation, class_names, skipped = _folder_splits(Path(source), config)
+    train, test, validation, class_names, skipped = folder_splits(Path(source), config)
     return DataSplits(train=train, test=test, validation=validation, class_names=class_names,
                       source=f"local image folder {source} ({reason})",
                       facts={"skipped_files": skipped})

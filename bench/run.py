@@ -21,7 +21,8 @@ from apps.core.pipeline import input_pipeline, load_splits, training_augmentatio
 from bench.results import write_results
 
 WORKLOADS = {"mnist": ["mnist_cnn", "mnist_mlp"], "forecast": ["lstm_forecaster"],
-             "speech": ["speech_cnn"], "sentiment": ["text_transfer"]}
+             "speech": ["speech_cnn"], "sentiment": ["text_transfer"],
+             "generative": ["vae", "cgan"]}
 RESULTS = Path(__file__).with_name("results.json")
 
 

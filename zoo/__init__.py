@@ -3,13 +3,14 @@
 Public names only here; apps use nothing else of the zoo.
 """
 
-from zoo import cnn, mlp, rnn, text, transfer  # noqa: F401  (importing registers the builders)
+from zoo import cnn, generative, mlp, rnn, text, transfer  # noqa: F401  (registers builders)
 from zoo.backbones import BackboneSource, image_source, text_source
 from zoo.finetune import fine_tunable_variables, unfreeze_top
+from zoo.generative import GAN, VAE
 from zoo.hub import save_hub_module
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.transfer import TransferClassifier
 
-__all__ = ["BackboneSource", "ModelEntry", "TransferClassifier", "build", "describe",
-           "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
+__all__ = ["GAN", "VAE", "BackboneSource", "ModelEntry", "TransferClassifier", "build",
+           "describe", "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
            "save_hub_module", "text_source", "unfreeze_top"]

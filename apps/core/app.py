@@ -30,10 +30,22 @@ class DataSplits:
 @dataclasses.dataclass(frozen=True)
 class Signature:
     """One serving signature: the raw input it accepts and how it becomes the model's input
-    (`to_model_input(raw, model)`, e.g. decoding and resizing to the model's input size)."""
+    (`to_model_input(raw, model)`, e.g. decoding and resizing to the model's input size); the
+    app's output kind turns the model's output into the signature's outputs.
 
-    input_spec: tf.TensorSpec
+    A signature that calls something other than the model's forward pass (a generator on a seed,
+    an encoder) gives several inputs as a tuple of specs and `outputs(model, *raw)` returning its
+    dict of outputs itself; `description` says what it does in the model card.
+    """
+
+    input_spec: tf.TensorSpec | tuple[tf.TensorSpec, ...]
     to_model_input: Callable[[tf.Tensor, Any], tf.Tensor] = lambda raw, model: raw
+    outputs: Callable[..., dict] | None = None
+    description: str = ""
+
+    @property
+    def input_specs(self) -> tuple[tf.TensorSpec, ...]:
+        return self.input_spec if isinstance(self.input_spec, tuple) else (self.input_spec,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +60,10 @@ class App:
     their own (option -> flag), so the zoo's errors reach the user in flags.
     `read_inputs(inputs)` turns what `predict` is given into `(names, batch)` for the
     `predict_signature`. `augmentation(config)` returns what the runner applies to training
-    batches in the tf.data pipeline (never in the export).
+    batches in the tf.data pipeline (never in the export). `model_signatures(model)` replaces
+    `signatures` where they depend on the trained model (a VAE's differ from a GAN's).
+    `callbacks(run_dir, config, splits)` returns Keras callbacks for every training phase (e.g.
+    one drawing samples after each epoch).
     `extra_report(model, splits, run_dir, config)` adds metrics and plots (through
     `apps.core.report`); `save_artifacts(model, splits, run_dir, config)` writes extra files
     (for a later run, or to check the run) and returns their paths.
@@ -63,7 +78,7 @@ class App:
     loss: str
     metrics: tuple[str, ...]
     signatures: dict[str, Signature]
-    read_inputs: Callable[[list[str]], tuple[list[str], Any]]
+    read_inputs: Callable[[list[str]], tuple[list[str], Any]] | None = None
     app_model_options: dict[str, str] = dataclasses.field(default_factory=dict)
     option_flags: dict[str, str] = dataclasses.field(default_factory=dict)
     config_class: type = TrainConfig
@@ -72,3 +87,9 @@ class App:
     predict_signature: str = "serving_default"
     extra_report: Callable[..., dict] | None = None
     save_artifacts: Callable[..., dict] | None = None
+    model_signatures: Callable[[Any], dict[str, Signature]] | None = None
+    callbacks: Callable[..., list] | None = None
+
+    def signatures_for(self, model) -> dict[str, Signature]:
+        """The signatures the export of `model` carries."""
+        return self.model_signatures(model) if self.model_signatures else self.signatures

@@ -42,6 +42,8 @@ class TrainConfig:
     warmup_steps: int = option(0, "steps of linear warm-up to the peak learning rate (cosine, "
                                   "constant, onecycle)")
     weight_decay: float = option(0.0, "decoupled weight decay: AdamW when above 0, else Adam")
+    adam_beta_1: float = option(0.9, "Adam's decay of its gradient average (GANs train steadier "
+                                     "at 0.5, as in the DCGAN paper)")
     clip_norm: float = option(0.0, "clip the gradients' global norm to this; 0 = no clipping")
     label_smoothing: float = option(0.0, "classifiers: spread this much of each target's "
                                          "probability over the other classes")

@@ -23,7 +23,7 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
     module = tf.Module()
     module.model = model
     labels = None
-    if app.output.has_labels:
+    if app.output.has_labels and class_names:
         labels_path.write_text("".join(f"{name}\n" for name in class_names))
         labels = module.labels = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(
@@ -32,15 +32,17 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
             default_value="")
 
     def serving_function(signature):
-        def serve(raw):
-            model_output = module.model(signature.to_model_input(raw, module.model),
+        def serve(*raw):
+            if signature.outputs:
+                return signature.outputs(module.model, *raw)
+            model_output = module.model(signature.to_model_input(raw[0], module.model),
                                         training=False)
             return app.output.serving_outputs(model_output, labels)
 
-        return tf.function(serve, input_signature=[signature.input_spec])
+        return tf.function(serve, input_signature=list(signature.input_specs))
 
     signatures = {}
-    for name, signature in app.signatures.items():
+    for name, signature in app.signatures_for(model).items():
         serve = serving_function(signature)
         setattr(module, name, serve)
         signatures[name] = serve.get_concrete_function()

@@ -77,8 +77,9 @@ def learning_rate_schedule(config, peak: float, total_steps: int):
 
 
 def make_optimizer(config, learning_rate):
-    """Adam, or AdamW with `--weight-decay`; gradients clipped to `--clip-norm` (global norm)."""
-    options = {"global_clipnorm": config.clip_norm or None}
+    """Adam, or AdamW with `--weight-decay`, with `--adam-beta-1`; gradients clipped to
+    `--clip-norm` (global norm)."""
+    options = {"global_clipnorm": config.clip_norm or None, "beta_1": config.adam_beta_1}
     if config.weight_decay:
         return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **options)
     return keras.optimizers.Adam(learning_rate, **options)
@@ -150,13 +151,18 @@ def schedule_callbacks(config) -> list:
 
 
 def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dict]):
+    """The runner's callbacks. A model whose validation loss says nothing of its quality (a GAN's
+    `has_validation_loss = False`) trains every epoch and keeps the last weights."""
     best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
-    return [
+    selecting = [
         *schedule_callbacks(config),
-        EpochTimer(),
-        keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
         BestWeightsCheckpoint(model, run_dir / BEST_WEIGHTS, best_loss),
+    ]
+    return [
+        EpochTimer(),
+        keras.callbacks.TerminateOnNaN(raise_error=True),
+        *(selecting if getattr(model, "has_validation_loss", True) else []),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),

@@ -90,6 +90,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: int) -> dict:
     """Converts, compares and writes the .tflite and its report; returns the report."""
+    if SIGNATURE not in app.signatures:
+        raise RunError(f"the {app.name} app's exports have no {SIGNATURE} signature on one raw "
+                       f"input to convert and compare; LiteRT export is for the classifier and "
+                       f"forecast apps.")
     test_inputs, test_targets = (np.concatenate(part) for part in zip(
         *splits.test.take(max_examples).batch(256).as_numpy_iterator()))
     calibration = np.concatenate([inputs for inputs, _ in splits.train.take(

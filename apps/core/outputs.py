@@ -3,13 +3,39 @@ test metrics, the report's plots, a `predict` line and the model card's words. A
 output (generated images, attributions) is one more class here; nothing else branches on it.
 """
 
+import json
+
 import numpy as np
 import tensorflow as tf
 
 from apps.core import report
+from apps.core.errors import RunError
 
 
-class Classification:
+class OutputKind:
+    """What the kinds share: `predict` runs the app's `predict_signature` on INPUT files read by
+    the app, one JSON line per input; no extra metrics or card section."""
+
+    has_labels = False
+    card_metrics: tuple[str, ...] = ()
+    predict_usage = "INPUT..."
+
+    def add_predict_arguments(self, parser) -> None:
+        parser.add_argument("inputs", nargs="+", metavar="INPUT")
+
+    def predict(self, app, version_dir, arguments) -> None:
+        serve = tf.saved_model.load(str(version_dir)).signatures[app.predict_signature]
+        input_name = app.signatures[app.predict_signature].input_spec.name
+        sources, batch = app.read_inputs(arguments.inputs)
+        outputs = serve(**{input_name: tf.constant(batch)})
+        for index, source in enumerate(sources):
+            print(json.dumps({"input": source, **self.predict_line(outputs, index)}))
+
+    def card_section(self, metrics: dict) -> list[str]:
+        return []
+
+
+class Classification(OutputKind):
     """Class probabilities [batch, num_classes] from a softmax; class names travel with the export
     as `assets/labels.txt`."""
 
@@ -49,11 +75,10 @@ class Classification:
                 "same_class": round(float((saved_class == litert_class).mean()), 4)}
 
 
-class Forecast:
+class Forecast(OutputKind):
     """The next `horizon` values of a series [batch, horizon], in the series' own units."""
 
     name = "forecast"
-    has_labels = False
     card_outputs = "`forecast` [batch, horizon] in original units"
 
     def serving_outputs(self, forecast, labels):
@@ -75,3 +100,65 @@ class Forecast:
                 "litert_mae": round(float(np.abs(litert["forecast"] - targets).mean()), 4),
                 "largest_difference": round(float(np.abs(saved["forecast"]
                                                          - litert["forecast"]).max()), 4)}
+
+
+class Generation(OutputKind):
+    """Generated images, uint8 [batch, height, width, channels], from the export's `generate`
+    signature (a seed per image, and a class for conditional models); the quality metrics (FID,
+    class consistency, reconstructions) come from the generative app's report hook."""
+
+    name = "generation"
+    has_labels = True  # the class names, for conditional models and the judge classifier
+    card_outputs = "`images` uint8 [batch, height, width, channels]"
+    card_metrics = ("fid", "fid_untrained", "class_consistency", "reconstruction_loss")
+    predict_usage = "--count 16 [--class NAME] [--seed 0] --out grid.png"
+
+    def add_predict_arguments(self, parser) -> None:
+        parser.add_argument("--count", type=int, default=16, help="images to generate")
+        parser.add_argument("--class", dest="class_name",
+                            help="conditional models: the class to draw (a name from "
+                                 "assets/labels.txt, or its index)")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="image i is drawn from seed + i: the same seed, the same images")
+        parser.add_argument("--out", default="grid.png", help="the PNG grid to write")
+
+    def predict(self, app, version_dir, arguments) -> None:
+        generate = tf.saved_model.load(str(version_dir)).signatures["generate"]
+        conditional = "class_id" in generate.structured_input_signature[1]
+        if not 1 <= arguments.count <= 1024:
+            raise RunError(f"--count {arguments.count}: give 1 to 1024 images.")
+        if not arguments.out.lower().endswith(".png"):
+            raise RunError(f"--out {arguments.out}: the grid is written as PNG; end the name "
+                           f"with .png.")
+        inputs = {"seed": tf.range(arguments.seed, arguments.seed + arguments.count,
+                                   dtype=tf.int32)}
+        class_id = None
+        if arguments.class_name is not None and not conditional:
+            raise RunError(f"--class {arguments.class_name}: this export is unconditional (its "
+                           f"generate signature takes no class_id); leave --class out.")
+        if conditional:
+            names = (version_dir / "assets" / "labels.txt").read_text().split()
+            if arguments.class_name is None:
+                raise RunError(f"--class: this export draws a class you choose; give one of "
+                               f"{', '.join(names)}.")
+            class_id = (names.index(arguments.class_name) if arguments.class_name in names else
+                        int(arguments.class_name) if arguments.class_name.isdigit()
+                        and int(arguments.class_name) < len(names) else None)
+            if class_id is None:
+                raise RunError(f"--class {arguments.class_name}: not a class of this export; "
+                               f"give one of {', '.join(names)} (or its index).")
+            inputs["class_id"] = tf.fill([arguments.count], class_id)
+        images = generate(**inputs)["images"].numpy()
+        report.write_png(report.tile_images(images), arguments.out)
+        print(json.dumps({"out": arguments.out, "count": len(images), "class_id": class_id,
+                          "seeds": [arguments.seed, arguments.seed + len(images) - 1],
+                          "shape": list(images.shape[1:])}))
+
+    def test_metrics(self, model, test_data, splits) -> dict:
+        return {"class_names": splits.class_names}
+
+    def plot(self, metrics: dict, run_dir) -> None:
+        """The sample grids and their GIF are drawn by the generative app's report hook."""
+
+    def card_section(self, metrics: dict) -> list[str]:
+        return ["## How quality is measured", metrics["quality_method"], ""]

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 PACKAGES = ("tensorflow", "keras", "keras-hub", "tensorflow-datasets", "tensorflow-hub", "numpy",
             "jax")
@@ -166,10 +167,51 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
     plt.close(figure)
 
 
-def _model_card(app, config, metrics: dict) -> str:
-    signature = app.signatures["serving_default"].input_spec
+def plot_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: Path) -> None:
+    """2-D points coloured by their integer label, with a colour bar."""
+    figure, axis = plt.subplots(figsize=(6, 5))
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
+    figure.colorbar(scatter, ax=axis, label="class")
+    axis.set(title=title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def tile_images(images: np.ndarray, columns: int = 8, scale: int = 2) -> np.ndarray:
+    """uint8 images [n, h, w, c] -> one uint8 image of `columns` per row with 2-pixel gaps,
+    each pixel repeated `scale` times each way (28-pixel digits stay legible)."""
+    count, height, width, channels = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    tiled = np.full((rows * (height + 2), columns * (width + 2), channels), 255, np.uint8)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        tiled[row * (height + 2):row * (height + 2) + height,
+              column * (width + 2):column * (width + 2) + width] = image
+    return tiled.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def write_png(image: np.ndarray, path) -> None:
+    """A uint8 image [h, w, 1 or 3] as a PNG file."""
+    Path(path).write_bytes(tf.io.encode_png(image).numpy())
+
+
+def _signature_line(name: str, signature, app) -> str:
+    inputs = ", ".join(f"`{spec.name}` {spec.dtype.name} "
+                       f"{'any shape' if spec.shape.rank is None else list(spec.shape)}"
+                       for spec in signature.input_specs)
+    does = signature.description or f"returns {app.output.card_outputs}"
+    return f"- `{name}` (inputs: {inputs}): {does}."
+
+
+def _model_card(app, config, metrics: dict, signatures: dict) -> str:
+    first_name = "serving_default" if "serving_default" in signatures else next(iter(signatures))
+    first = signatures[first_name]
+    call = ", ".join(f"{spec.name}=..." for spec in first.input_specs)
     headline = {key: value for key, value in metrics.items()
-                if key.startswith("test_") or key.endswith(("_mae", "_accuracy"))}
+                if key.startswith("test_") or key.endswith(("_mae", "_accuracy"))
+                or key in app.output.card_metrics}
     headline = {key: value for key, value in headline.items() if isinstance(value, (int, float))}
     lines = [
         f"# {app.name}: {config.model}",
@@ -191,28 +233,29 @@ def _model_card(app, config, metrics: dict) -> str:
         "## Metrics (test split, never used for model selection)",
         *[f"- {key}: {value:.4f}" for key, value in headline.items()],
         "",
+        *app.output.card_section(metrics),
         "## Using the export",
-        f"SavedModel at `{metrics['export_path']}` (TF Serving layout).",
-        f"`serving_default` takes `{signature.name}`: {signature.dtype.name} "
-        f"{'any shape' if signature.shape.rank is None else list(signature.shape)} and returns "
-        f"{app.output.card_outputs}." + (" Class names: `assets/labels.txt`."
-                                         if app.output.has_labels else ""),
+        f"SavedModel at `{metrics['export_path']}` (TF Serving layout), signatures:",
+        *[_signature_line(name, signature, app) for name, signature in signatures.items()],
+        *(["Class names: `assets/labels.txt`."] if app.output.has_labels
+          and metrics.get("class_names") else []),
         "",
         "```python",
         "import tensorflow as tf",
-        f"serve = tf.saved_model.load(\"{metrics['export_path']}\").signatures[\"serving_default\"]",
-        f"outputs = serve({signature.name}=batch)",
+        f"serve = tf.saved_model.load(\"{metrics['export_path']}\").signatures[\"{first_name}\"]",
+        f"outputs = serve({call})",
         "```",
         f"Or from the shell: `python -m apps {app.name} predict --model-dir "
-        f"{metrics['export_path']} INPUT...`",
+        f"{metrics['export_path']} {app.output.predict_usage}`",
         "",
     ]
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, app, config, metrics: dict, history: list[dict]) -> None:
+def write_report(run_dir: Path, app, config, metrics: dict, history: list[dict],
+                 signatures: dict) -> None:
     if history:
         _plot_history(history, run_dir / "learning_curves.png")
     app.output.plot(metrics, run_dir)
-    (run_dir / "MODEL_CARD.md").write_text(_model_card(app, config, metrics))
+    (run_dir / "MODEL_CARD.md").write_text(_model_card(app, config, metrics, signatures))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -110,7 +110,7 @@ def check_options(app: App, config) -> None:
         raise RunError(f"--epochs {config.epochs} / --batch-size {config.batch_size}: "
                        f"both must be at least 1.")
     config.fine_tune_layers()
-    if config.label_smoothing and not app.output.has_labels:
+    if config.label_smoothing and (not app.output.has_labels or app.loss is None):
         raise RunError(f"--label-smoothing {config.label_smoothing}: the {app.name} app is no "
                        f"classifier; leave it at 0.")
     if config.schedule == "plateau" and config.warmup_steps:
@@ -180,10 +180,11 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
                                f"--distribute mirrored or none.")
             run_epochs = (distributed_epochs(strategy, app, config, worker_name)
                           if role.workers > 1 else keras_epochs)
+            app_callbacks = app.callbacks(run_dir, config, splits) if app.callbacks else []
             feature_seconds = fit_phases(app, config, model, run_dir,
                                          (train_data, validation_data),
                                          math.ceil(sizes["train"] / batch_size), run_epochs,
-                                         callbacks)
+                                         (*app_callbacks, *callbacks))
         if role.workers > 1:
             print(f"[{worker_name}] of {role.workers}: weights "
                   f"sha256 {report.weights_digest(model)}", flush=True)
@@ -226,7 +227,7 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     version_dir = export.export_saved_model(
         model, app, splits.class_names, Path(config.export_dir or f"saved_models/{app.name}"))
     metrics["export_path"] = str(version_dir)
-    report.write_report(run_dir, app, config, metrics, history)
+    report.write_report(run_dir, app, config, metrics, history, app.signatures_for(model))
     print(f"[{app.name}] test: " + ", ".join(
         f"test_{key}={value:.4f}" for key, value in evaluation.items()))
     print(f"[{app.name}] exported {version_dir}; report in {run_dir}", flush=True)

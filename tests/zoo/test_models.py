@@ -15,8 +15,12 @@ from tests.conftest import run_python
 
 def example_inputs(model: keras.Model, batch_size: int = 3, steps: int = 12):
     """A random batch matching the model's inputs (undefined steps get `steps`): one array, or a
-    dict by input name for models with several (a padding mask is all ones)."""
+    dict by input name for models with several (a padding mask is all ones); images and labels
+    for the image generators."""
     rng = np.random.default_rng(0)
+    if isinstance(model, (zoo.VAE, zoo.GAN)):
+        return {"images": rng.random((batch_size, *model.image_shape), dtype=np.float32),
+                "labels": rng.integers(0, max(model.num_classes, 1), batch_size).astype("int32")}
     batch = {}
     for spec in model.inputs:
         shape = [batch_size] + [steps if size is None else size for size in spec.shape[1:]]
@@ -30,8 +34,16 @@ def example_inputs(model: keras.Model, batch_size: int = 3, steps: int = 12):
     return next(iter(batch.values())) if len(batch) == 1 else batch
 
 
-def expected_output_shape(name: str) -> tuple:
+def expected_output_shape(name: str):
+    """[3, width] of the output; a VAE's reconstruction, mean and log-variance; a GAN's
+    discriminator logit per image."""
     defaults = zoo.describe(name)["defaults"]
+    if name == "vae":
+        latent = (3, defaults["latent_dim"])
+        return {"reconstruction": (3, *defaults["image_shape"]), "mean": latent,
+                "log_var": latent}
+    if zoo.describe(name)["task"] == "image_generation":
+        return (3, 1)
     width = (defaults.get("horizon") or defaults.get("num_classes") or defaults.get("num_outputs")
              or 1)
     return (3, width)
@@ -42,7 +54,9 @@ def test_builds_with_its_name_and_right_output_shape(name):
     model = zoo.build(name)
     assert model.name == name
     assert not model.compiled
-    assert tuple(model(example_inputs(model)).shape) == expected_output_shape(name)
+    shapes = keras.tree.map_structure(lambda output: tuple(output.shape),
+                                      model(example_inputs(model)))
+    assert shapes == expected_output_shape(name)
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -51,7 +65,9 @@ def test_config_round_trip_gives_identical_outputs(name):
     inputs = example_inputs(model)
     clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    np.testing.assert_allclose(clone(inputs), model(inputs), rtol=1e-6, atol=1e-6)
+    for cloned, original in zip(keras.tree.flatten(clone(inputs)),
+                                keras.tree.flatten(model(inputs))):
+        np.testing.assert_allclose(cloned, original, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -60,7 +76,9 @@ def test_keras_file_round_trip_gives_identical_outputs(name, tmp_path):
     inputs = example_inputs(model)
     model.save(tmp_path / f"{name}.keras")
     reloaded = keras.saving.load_model(tmp_path / f"{name}.keras")
-    np.testing.assert_allclose(reloaded(inputs), model(inputs), rtol=1e-6, atol=1e-6)
+    for reloaded_output, original in zip(keras.tree.flatten(reloaded(inputs)),
+                                         keras.tree.flatten(model(inputs))):
+        np.testing.assert_allclose(reloaded_output, original, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,options", [
@@ -108,11 +126,14 @@ losses = {}
 for name in zoo.list_models():
     model = zoo.build(name, **CHEAP_OPTIONS.get(name, {}))
     inputs = example_inputs(model)
-    outputs = model(inputs)
-    targets = np.zeros(outputs.shape, dtype="float32")
-    model.compile(optimizer="adam", loss="mse")
     before = [weight.copy() for weight in model.get_weights()]
-    losses[name] = float(model.train_on_batch(inputs, targets))
+    if isinstance(model, (zoo.VAE, zoo.GAN)):  # their loss is their own
+        model.compile(optimizer="adam")
+        losses[name] = float(model.train_on_batch(inputs, return_dict=True)["loss"])
+    else:
+        targets = np.zeros(model(inputs).shape, dtype="float32")
+        model.compile(optimizer="adam", loss="mse")
+        losses[name] = float(model.train_on_batch(inputs, targets))
     changed = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
     assert changed, name
 print(json.dumps(losses))
@@ -125,3 +146,30 @@ def test_every_model_trains_a_step_on_the_jax_backend():
     losses = json.loads(result.stdout.strip().splitlines()[-1])
     assert set(losses) == set(zoo.list_models())
     assert all(np.isfinite(loss) for loss in losses.values())
+
+
+@pytest.mark.parametrize("name", ["dcgan", "cgan"])
+def test_gan_loss_gives_each_network_the_gradient_of_its_own_loss(name):
+    """The one loss a GAN returns has the discriminator loss's gradient for the discriminator and
+    the generator loss's for the generator, as two optimizers would apply them."""
+    import tensorflow as tf
+
+    model = zoo.build(name)
+    inputs = example_inputs(model, batch_size=8)
+    state = model.noise_seed.state.numpy()
+    with tf.GradientTape(persistent=True) as tape:
+        total = model.compute_loss(inputs, y_pred=model(inputs, training=True))
+        model.noise_seed.state.assign(state)  # the same latent vectors again
+        latent = keras.random.normal((8, model.latent_dim), seed=model.noise_seed)
+        generated = model.generate(latent, inputs["labels"], training=True)
+        real = model.discriminate(inputs["images"], inputs["labels"], training=True)
+        fake = model.discriminate(generated, inputs["labels"], training=True)
+        d_loss = (keras.losses.binary_crossentropy(tf.ones_like(real), real, from_logits=True)
+                  + keras.losses.binary_crossentropy(tf.zeros_like(fake), fake, from_logits=True))
+        g_loss = keras.losses.binary_crossentropy(tf.ones_like(fake), fake, from_logits=True)
+        d_loss, g_loss = tf.reduce_mean(d_loss), tf.reduce_mean(g_loss)
+    np.testing.assert_allclose(total, d_loss, rtol=1e-5)
+    for network, own_loss in ((model.discriminator, d_loss), (model.generator, g_loss)):
+        for combined, own in zip(tape.gradient(total, network.trainable_variables),
+                                 tape.gradient(own_loss, network.trainable_variables)):
+            np.testing.assert_allclose(combined, own, rtol=1e-4, atol=1e-6)

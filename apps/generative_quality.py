@@ -1,0 +1,163 @@
+"""How the generative app shows and measures what its models draw.
+
+Shown: a grid of samples after every epoch (samples/epoch_NNN.png, drawn from the same latent
+vectors each time, and samples.gif of them all); for the VAE its reconstructions of held-out
+images and, with a 2-D latent, the map of the held-out images' means and the decoded manifold.
+
+Measured, on the held-out test split, by a judge that is not the model judged: the zoo's
+`small_cnn` classifier trained on this run's training part. FID is the Frechet distance between
+the Gaussians fitted to its 128 penultimate features of the test images and of as many generated
+ones (Heusel et al., 2017, with this judge in place of Inception); `fid_untrained` is the same for
+a freshly initialised model of the same architecture. Conditional models: the fraction of
+generated images the judge puts in the requested class. VAE: the held-out loss of its
+reconstructions and the judge's accuracy on them.
+"""
+
+import keras
+import numpy as np
+import scipy.stats
+from PIL import Image
+
+import zoo
+from apps.core import report
+
+GRID_COLUMNS = 8
+IMAGES_PER_CLASS = 100
+
+
+def _latent(count: int, latent_dim: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, latent_dim)).astype("float32")
+
+
+def _draw(model, latent, labels=None) -> np.ndarray:
+    """The model's images for latent vectors (and labels), uint8 [n, h, w, c]."""
+    parts = [latent, labels.astype("int32")] if model.num_classes else latent
+    part_model = model.decoder if isinstance(model, zoo.VAE) else model.generator
+    images = part_model.predict(parts, batch_size=256, verbose=0)
+    return np.round(np.clip(images, 0, 1) * 255).astype("uint8")
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """After every epoch, the same latent vectors drawn again into samples/epoch_NNN.png: a row
+    per class for conditional models (up to ten classes), else eight rows."""
+
+    def __init__(self, run_dir, seed: int):
+        super().__init__()
+        self.folder, self.seed = run_dir / "samples", seed
+
+    def on_epoch_end(self, epoch, logs=None):
+        classes = min(self.model.num_classes, 10)
+        rows = classes or GRID_COLUMNS
+        labels = np.repeat(np.arange(classes), GRID_COLUMNS) if classes else None
+        latent = _latent(rows * GRID_COLUMNS, self.model.latent_dim, self.seed)
+        self.folder.mkdir(exist_ok=True)
+        report.write_png(report.tile_images(_draw(self.model, latent, labels), GRID_COLUMNS),
+                         self.folder / f"epoch_{epoch + 1:03d}.png")
+
+
+def callbacks(run_dir, config, splits) -> list:
+    return [SampleGrid(run_dir, config.seed)]
+
+
+def _write_gif(run_dir) -> None:
+    frames = [Image.open(path) for path in sorted((run_dir / "samples").glob("epoch_*.png"))]
+    if frames:
+        frames[0].save(run_dir / "samples.gif", save_all=True, append_images=frames[1:],
+                       duration=500, loop=0)
+
+
+def _arrays(dataset):
+    images, labels = [], []
+    for inputs, _ in dataset.batch(512).as_numpy_iterator():
+        images.append(inputs["images"])
+        labels.append(inputs["labels"])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def train_judge(splits, image_shape, epochs: int, seed: int):
+    """The judge: zoo small_cnn trained on the training part; (model, features model)."""
+    keras.utils.set_random_seed(seed)
+    judge = zoo.build("small_cnn", input_shape=image_shape, num_classes=len(splits.class_names))
+    judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images = splits.train.map(lambda inputs, label: (inputs["images"], label))
+    judge.fit(images.shuffle(10_000, seed=seed).batch(128), epochs=epochs, verbose=0)
+    return judge, keras.Model(judge.inputs, judge.layers[-2].output)
+
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^(1/2)) of the two feature sets.
+    The last trace is the sum of the square roots of S_a S_b's eigenvalues (real and >= 0 for
+    covariances), which stays exact when dead ReLU features make the product singular."""
+    mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
+    covariance_a = np.cov(features_a, rowvar=False)
+    covariance_b = np.cov(features_b, rowvar=False)
+    eigenvalues = np.linalg.eigvals(covariance_a @ covariance_b).real
+    trace_root = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
+    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(covariance_a)
+                 + np.trace(covariance_b) - 2 * trace_root)
+
+
+def _vae_report(model, images, labels, judge, run_dir) -> dict:
+    """Held-out reconstruction loss and the judge's accuracy on the reconstructions; plots of
+    the reconstructions and, with a 2-D latent, the latent map and the decoded manifold."""
+    outputs = model.predict({"images": images, "labels": labels}, batch_size=256, verbose=0)
+    reconstructions = np.clip(outputs["reconstruction"], 1e-7, 1 - 1e-7)
+    per_image = -(images * np.log(reconstructions)
+                  + (1 - images) * np.log(1 - reconstructions)).reshape(len(images), -1).sum(1)
+    metrics = {"reconstruction_loss": round(float(per_image.mean()), 3)}
+    pairs = np.concatenate([images[:16], reconstructions[:16]])
+    report.write_png(report.tile_images(np.round(pairs * 255).astype("uint8"), 16),
+                     run_dir / "reconstructions.png")
+    if judge is not None:
+        predicted = judge.predict(reconstructions, batch_size=256, verbose=0).argmax(axis=1)
+        metrics["reconstruction_accuracy"] = round(float((predicted == labels).mean()), 4)
+    if model.latent_dim == 2 and not model.num_classes:
+        report.plot_scatter(outputs["mean"], labels, "latent mean of each test image",
+                            run_dir / "latent_map.png")
+        quantiles = scipy.stats.norm.ppf(np.linspace(0.05, 0.95, 15)).astype("float32")
+        grid = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)
+        report.write_png(report.tile_images(_draw(model, grid), 15, 1), run_dir / "manifold.png")
+    return metrics
+
+
+def report_quality(model, splits, run_dir, config, rebuild) -> dict:
+    """The measures and plots above; `rebuild()` gives an untrained model of the same kind."""
+    _write_gif(run_dir)
+    images, labels = _arrays(splits.test)
+    measures = config.judge_epochs > 0 and len(splits.class_names) > 1
+    judge = features = None
+    metrics = {"quality_method": "Not measured: "
+               + ("--judge-epochs 0." if config.judge_epochs <= 0 else
+                  "the data have one class, so no classifier can be trained as the judge.")}
+    if measures:
+        judge, features = train_judge(splits, model.image_shape, config.judge_epochs,
+                                      config.seed)
+        judge_accuracy = float(judge.evaluate(images, labels, verbose=0)[1])
+        test_features = features.predict(images, batch_size=256, verbose=0)
+
+        def fid(generating_model) -> float:
+            drawn = _draw(generating_model, _latent(len(images), model.latent_dim, config.seed + 1),
+                          labels)
+            generated = features.predict(drawn.astype("float32") / 255, batch_size=256, verbose=0)
+            return round(frechet_distance(test_features, generated), 3)
+
+        metrics = {"fid": fid(model), "fid_untrained": fid(rebuild()),
+                   "judge_test_accuracy": round(judge_accuracy, 4),
+                   "quality_method": (
+                       f"Judge: the zoo's `small_cnn` trained {config.judge_epochs} epochs on "
+                       f"this run's training part (test accuracy {judge_accuracy:.4f}). `fid`: "
+                       f"Frechet distance between its 128 penultimate features of the "
+                       f"{len(images)} test images and of as many generated images (classes as "
+                       f"in the test split); `fid_untrained`: the same for an untrained model of "
+                       f"this architecture. `class_consistency`: generated images the judge "
+                       f"puts in the requested class. `reconstruction_accuracy`: the judge's "
+                       f"accuracy on the VAE's reconstructions of the test images.")}
+        if model.num_classes:
+            wanted = np.repeat(np.arange(model.num_classes), IMAGES_PER_CLASS)
+            drawn = _draw(model, _latent(len(wanted), model.latent_dim, config.seed + 2), wanted)
+            judged = judge.predict(drawn.astype("float32") / 255, batch_size=256,
+                                   verbose=0).argmax(axis=1)
+            metrics["class_consistency"] = round(float((judged == wanted).mean()), 4)
+    if isinstance(model, zoo.VAE):
+        metrics.update(_vae_report(model, images, labels, judge, run_dir))
+    return metrics

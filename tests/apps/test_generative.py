@@ -1,0 +1,158 @@
+"""The generative app: the VAE and the conditional GAN on the shipped sample with the defaults
+(the quality floors, the report, the export's signatures in a fresh process, `predict`), a
+SIGKILLed GAN run resumed, the DCGAN on a folder of colour images, and the CLI's errors."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
+
+pytestmark = pytest.mark.xdist_group("generative")
+
+SIGNATURES_IN_FRESH_PROCESS = """
+import json, sys, numpy as np, tensorflow as tf
+loaded = tf.saved_model.load(sys.argv[1])
+calls = json.loads(sys.argv[2])
+outputs = {}
+for name, (signature, inputs) in calls.items():
+    function = loaded.signatures[signature]
+    specs = function.structured_input_signature[1]
+    result = function(**{key: tf.constant(np.array(value, specs[key].dtype.as_numpy_dtype))
+                         for key, value in inputs.items()})
+    outputs.update({f"{name}.{key}": value.numpy() for key, value in result.items()})
+np.savez(sys.argv[3], **outputs)
+"""
+
+
+def call_signatures(export_path, calls: dict, tmp_path) -> dict:
+    """{name: (signature, inputs)} called on the export in a new process: {name.output: array}."""
+    result = run_python(SIGNATURES_IN_FRESH_PROCESS, str(export_path), json.dumps(calls),
+                        str(tmp_path / "outputs.npz"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(tmp_path / "outputs.npz"))
+
+
+def test_vae_reconstructs_held_out_digits_and_exports_its_three_signatures(sample_run,
+                                                                          tmp_path):
+    config, metrics = sample_run("generative")
+    assert config.model == "vae"
+    assert metrics["reconstruction_accuracy"] >= 0.90, metrics
+    assert metrics["fid"] < 0.5 * metrics["fid_untrained"], metrics
+    run_dir = REPO_ROOT / config.run_dir
+    samples = sorted((run_dir / "samples").glob("epoch_*.png"))
+    assert len(samples) == metrics["epochs_trained"]
+    for report_file in ("samples.gif", "reconstructions.png", "learning_curves.png"):
+        assert (run_dir / report_file).stat().st_size > 0, report_file
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert all(f"`{name}`" in card for name in ("generate", "reconstruct", "encode"))
+    assert "small_cnn" in card and "reconstruction_accuracy" in card
+
+    from apps.mnist import SAMPLE_DIR, read_split
+
+    digits = read_split(SAMPLE_DIR, "t10k")[0][-4:]
+    served = call_signatures(metrics["export_path"], {
+        "generate": ("generate", {"seed": [1, 1, 2]}),
+        "reconstruct": ("reconstruct", {"pixels": digits.tolist()}),
+        "encode": ("encode", {"pixels": digits[..., None].tolist()})}, tmp_path)
+    generated = served["generate.images"]
+    assert generated.dtype == np.uint8 and generated.shape == (3, 28, 28, 1)
+    assert np.array_equal(generated[0], generated[1]) and not np.array_equal(generated[0],
+                                                                             generated[2])
+    model = keras.saving.load_model(run_dir / "model.keras")
+    expected = model.predict({"images": digits[..., None] / 255.0, "labels": np.zeros(4)},
+                             verbose=0)
+    np.testing.assert_allclose(served["encode.mean"], expected["mean"], atol=1e-4)
+    reconstructed = served["reconstruct.images"]
+    assert reconstructed.dtype == np.uint8 and reconstructed.shape == digits.shape
+    assert np.abs(reconstructed.astype(int)
+                  - np.round(expected["reconstruction"][..., 0] * 255)).max() <= 1
+
+
+def _history_epochs(run_dir):
+    history = run_dir / "history.csv"
+    return len(history.read_text().split()[1:]) if history.exists() else 0
+
+
+def test_killed_cgan_run_resumes_and_draws_the_class_asked_for(tmp_path, capsys):
+    """The default cgan run, SIGKILLed after its second epoch and run again: it resumes, and
+    meets the floors."""
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "apps", "generative", "train", "--model", "cgan", "--data",
+               "sample", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while _history_epochs(run_dir) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert 2 <= _history_epochs(run_dir) < 10
+
+    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Epoch 1/10" not in resumed.stdout
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["resumed"] is True and metrics["epochs_trained"] == 10
+    assert metrics["class_consistency"] >= 0.90, metrics
+    assert metrics["fid"] < 0.5 * metrics["fid_untrained"], metrics
+    assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 10
+
+    out = tmp_path / "sevens.png"
+    status, output, error = cli_in_process(
+        capsys, "generative", "predict", "--model-dir", str(tmp_path / "exports"), "--count",
+        "16", "--class", "7", "--seed", "1", "--out", str(out))
+    assert status == 0, error
+    assert json.loads(output) == {"out": str(out), "count": 16, "class_id": 7,
+                                  "seeds": [1, 16], "shape": [28, 28, 1]}
+    assert out.stat().st_size > 0
+    served = call_signatures(metrics["export_path"], {
+        "seven": ("generate", {"seed": [1, 2], "class_id": [7, 7]}),
+        "wrong": ("serving_default", {"seed": [1, 2], "class_id": [7, 8]})}, tmp_path)
+    assert np.array_equal(served["seven.images"][0], served["wrong.images"][0])
+    assert not np.array_equal(served["seven.images"][1], served["wrong.images"][1])
+
+    for arguments, message in ((["--class", "12"], "--class 12: not a class of this export"),
+                               ([], "--class: this export draws a class you choose"),
+                               (["--class", "3", "--count", "0"], "--count 0")):
+        status, _, error = cli_in_process(capsys, "generative", "predict", "--model-dir",
+                                          str(tmp_path / "exports"), *arguments)
+        assert status == 2 and message in error, error
+        assert "Traceback" not in error and len(error.splitlines()) == 1
+
+
+def test_dcgan_trains_on_a_folder_of_colour_images(image_folder, tmp_path, run_paths):
+    from apps import get_app
+    from apps.core import resolve_config, train
+
+    app = get_app("generative")
+    metrics = train(app, resolve_config(app, model="dcgan", data=str(image_folder),
+                                        image_size=32, channels=3, epochs=2, **run_paths))
+    assert metrics["examples"]["test"] > 0 and metrics["skipped_files"] == 1
+    assert metrics["fid"] < metrics["fid_untrained"], metrics
+    served = call_signatures(metrics["export_path"],
+                             {"drawn": ("generate", {"seed": [0, 1, 2]})}, tmp_path)
+    assert served["drawn.images"].shape == (3, 32, 32, 3)
+
+
+def test_vae_with_a_two_dimensional_latent_draws_its_map_and_manifold(sample_run):
+    config, metrics = sample_run("generative", latent_dim=2, epochs=1, judge_epochs=1)
+    run_dir = REPO_ROOT / config.run_dir
+    for plot in ("latent_map.png", "manifold.png"):
+        assert (run_dir / plot).stat().st_size > 0, plot
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--image-size", "30"], "--image-size 30: must be a multiple of 4"),
+    (["--model-arg", "latent_dim=8"], "sets latent_dim itself (from --latent-dim)"),
+])
+def test_bad_options_are_one_line_errors(capsys, arguments, message, tmp_path):
+    status, _, error = cli_in_process(capsys, "generative", "train", "--data", "sample",
+                                      "--run-dir", str(tmp_path / "run"), *arguments)
+    assert status == 2 and message in error, error
