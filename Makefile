@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast generative
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test list serve browser bench bench-compare bench-transfer clean data-speech espeak $(addprefix train-,$(APPS))
+.PHONY: setup test list serve browser bench bench-compare bench-transfer clean data-speech espeak explain-examples $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -47,6 +47,14 @@ serve: $(INSTALLED)
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
+
+# The README's attribution pictures, from the exports under saved_models/ (train the apps first).
+explain-examples: $(INSTALLED) browser
+	$(PYTHON) -m apps mnist explain --model-dir saved_models/mnist --out docs/explanations docs/explanations/digit.png
+	$(PYTHON) -m apps speech explain --model-dir saved_models/speech --out docs/explanations docs/explanations/yes.wav
+	$(PYTHON) -m apps vision explain --method gradcam --model-dir saved_models/vision --out docs/explanations docs/explanations/picture.png
+	$(PYTHON) -m apps sentiment explain --model-dir saved_models/sentiment --out docs/explanations docs/explanations/review.txt
+	chromium --headless --no-sandbox --hide-scrollbars --window-size=800,260 --screenshot=docs/explanations/review.png docs/explanations/1_integrated_gradients.html
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,5 +1,5 @@
 """Command line: `python -m apps list`, `python -m apps serve [options]`,
-`python -m apps APP train|lr-find|tune|predict|export-litert [options]`.
+`python -m apps APP train|lr-find|tune|predict|explain|export-litert [options]`.
 
 It knows the apps only through the `app_names` and `get_app` it is given.
 """
@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -153,6 +154,18 @@ def main(app_names, get_app, argv=None) -> int:
     predict_parser.add_argument("--model-dir", required=True,
                                 help="an export: saved_models/<app> (latest version) or a version")
     app.output.add_predict_arguments(predict_parser)
+    if app.explanation:
+        explain_parser = commands.add_parser(
+            "explain", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            help="why the export answers as it does: attribution maps drawn over the inputs")
+        explain_parser.add_argument("--model-dir", required=True,
+                                    help="an export: saved_models/<app> (latest version) or a "
+                                         "version")
+        explain_parser.add_argument("--method", choices=EXPLAIN_METHODS,
+                                    default=EXPLAIN_METHODS[0])
+        explain_parser.add_argument("--out", default="explanations",
+                                    help="folder for the pictures (created)")
+        explain_parser.add_argument("inputs", nargs="+", metavar="INPUT")
     litert_parser = commands.add_parser(
         "export-litert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         help="convert an export to LiteRT (.tflite) and compare it with the SavedModel on the "
@@ -169,6 +182,13 @@ def main(app_names, get_app, argv=None) -> int:
     try:
         if arguments.command == "predict":
             _predict(app, arguments)
+            return 0
+        if arguments.command == "explain":
+            from apps.core.explain import explain_files
+            from apps.core.export import resolve_version_dir
+
+            explain_files(app, resolve_version_dir(arguments.model_dir), arguments.method,
+                          arguments.inputs, Path(arguments.out))
             return 0
         if arguments.command == "export-litert":
             _export_litert(app, arguments)
@@ -187,6 +207,7 @@ def main(app_names, get_app, argv=None) -> int:
     return 0
 
 
+EXPLAIN_METHODS = ("integrated_gradients", "gradcam", "saliency")  # apps.core.explain.METHODS
 RUN_COMMANDS = {
     "train": "train, evaluate, report and export",
     "lr-find": "the learning-rate range test: a loss-vs-learning-rate plot and a suggested rate",

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import App, Classification, DataError, DataSplits, Signature
+from apps.core import App, Classification, DataError, DataSplits, Explanation, Signature
 from apps.core.data import SAMPLES_DIR, find_file, load_tfds, read_idx, resolve_source
 
 CLASS_NAMES = [str(digit) for digit in range(10)]
@@ -107,6 +107,7 @@ APP = App(
                                                          tf.float32),
         )
     },
+    explanation=Explanation(),
     read_inputs=read_inputs,
     app_model_options={"input_shape": "the 28x28 digits", "num_classes": "the ten digits"},
     augmentation=augmentation,

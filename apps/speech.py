@@ -20,7 +20,17 @@ import tensorflow as tf
 from scipy.io import wavfile
 
 import zoo
-from apps.core import App, Classification, DataError, DataSplits, Signature, TrainConfig, option, report
+from apps.core import (
+    App,
+    Classification,
+    DataError,
+    DataSplits,
+    Explanation,
+    Signature,
+    TrainConfig,
+    option,
+    report,
+)
 from apps.core.data import load_tfds, resolve_source
 from apps.speech_corpus import COMMANDS, DEFAULT_DIR, SAMPLE_RATE, generate, to_sample_rate
 
@@ -215,7 +225,7 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     """Waveform -> log-mel spectrogram -> normalisation adapted on training clips -> zoo CNN."""
     waveform = keras.Input(shape=(SAMPLE_RATE,), name="waveform")
     spectrogram = keras.layers.Permute((2, 1))(log_mel_spectrogram()(waveform))
-    spectrogram = keras.layers.Reshape((*spectrogram.shape[1:], 1))(spectrogram)
+    spectrogram = keras.layers.Reshape((*spectrogram.shape[1:], 1), name="log_mel")(spectrogram)
     frontend = keras.Model(waveform, spectrogram)
     normalization = keras.layers.Normalization(axis=None)
     normalization.adapt(splits.train.batch(256).map(lambda x, y: frontend(x)))
@@ -270,6 +280,7 @@ APP = App(
     metrics=("accuracy",),
     signatures={"serving_default": Signature(
         tf.TensorSpec([None, SAMPLE_RATE], tf.float32, "waveform"))},
+    explanation=Explanation(layer="log_mel", baseline="minimum"),
     read_inputs=read_inputs,
     app_model_options={"input_shape": "the log-mel spectrogram's frames and bins",
                        "num_classes": "the 12 keyword classes"},

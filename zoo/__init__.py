@@ -8,9 +8,10 @@ from zoo.backbones import BackboneSource, image_source, text_source
 from zoo.finetune import fine_tunable_variables, unfreeze_top
 from zoo.generative import GAN, VAE
 from zoo.hub import save_hub_module
+from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.transfer import TransferClassifier
 
-__all__ = ["GAN", "VAE", "BackboneSource", "ModelEntry", "TransferClassifier", "build",
+__all__ = ["GAN", "GRADCAM_LAYER", "VAE", "BackboneSource", "ModelEntry", "TransferClassifier", "build",
            "describe", "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
            "save_hub_module", "text_source", "unfreeze_top"]

@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from zoo.outputs import classification_output
+from zoo.outputs import classification_output, gradcam_maps
 from zoo.registry import register_model
 
 
@@ -33,7 +33,7 @@ def _pooled_stages(x, stage_filters):
 def small_cnn(input_shape=(28, 28, 1), num_classes=10, filters=32, dense_units=128):
     """The seed's small CNN: Conv2D 32 3x3 relu, MaxPool 2, Flatten, Dense 128 relu, softmax."""
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
-    x = layers.Conv2D(filters, 3, activation="relu")(inputs)
+    x = gradcam_maps(layers.Conv2D(filters, 3, activation="relu")(inputs))
     x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(dense_units, activation="relu")(x)
@@ -46,8 +46,10 @@ def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64), dropout
     """keras.io's MNIST convnet: (Conv2D 3x3 relu, MaxPool 2) per filter count, dropout, softmax."""
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
     x = inputs
-    for block_filters in filters:
+    for index, block_filters in enumerate(filters):
         x = layers.Conv2D(block_filters, 3, activation="relu")(x)
+        if index == len(filters) - 1:
+            x = gradcam_maps(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(dropout_rate)(x)
@@ -78,7 +80,7 @@ def resnet_cnn(input_shape=(32, 32, 3), num_classes=10, stage_filters=(32, 64, 1
     for stage, filters in enumerate(stage_filters):
         for block in range(blocks_per_stage):
             x = _residual_block(x, filters, strides=2 if stage > 0 and block == 0 else 1)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(gradcam_maps(x))
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="resnet_cnn")
 
@@ -106,7 +108,7 @@ _SPEECH_INPUTS = "float32 [batch, frames, mel_bins, 1] normalised log-mel spectr
 def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), dropout_rate=0.3):
     """A keyword-spotting CNN on log-mel spectrograms: conv-BN-relu-pool stages, global pooling."""
     inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
-    x = layers.GlobalAveragePooling2D()(_pooled_stages(inputs, filters))
+    x = layers.GlobalAveragePooling2D()(gradcam_maps(_pooled_stages(inputs, filters)))
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="speech_cnn")
 
@@ -122,6 +124,6 @@ def speech_ds_cnn(input_shape=(101, 40, 1), num_classes=12, filters=64, num_bloc
         x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
         x = layers.Activation("relu")(_batch_norm()(x))
         x = _conv_bn_relu(x, filters, kernel_size=1)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(gradcam_maps(x))
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="speech_ds_cnn")

@@ -10,3 +10,12 @@ def classification_output(num_outputs: int, name: str = "probabilities"):
     """
     activation = "sigmoid" if num_outputs == 1 else "softmax"
     return layers.Dense(num_outputs, activation=activation, dtype="float32", name=name)
+
+
+GRADCAM_LAYER = "gradcam"
+
+
+def gradcam_maps(feature_maps):
+    """Names a convolutional model's last feature maps for Grad-CAM (apps.core.explain weighs
+    them by their gradients): an identity layer, so the builder declares where, not how."""
+    return layers.Identity(name=GRADCAM_LAYER)(feature_maps)

@@ -39,7 +39,8 @@ def bilstm_classifier(vocab_size=20000, sequence_length=200, embedding_dim=128, 
                       num_layers=2, dropout_rate=0.5, num_classes=2):
     """keras.io's IMDB BiLSTM: embedding, stacked bidirectional LSTMs, softmax."""
     inputs = keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
-    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True)(inputs)
+    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
+                         name="token_embedding")(inputs)
     for layer_index in range(num_layers):
         x = layers.Bidirectional(
             layers.LSTM(units, return_sequences=layer_index < num_layers - 1)
@@ -70,7 +71,8 @@ def transformer_classifier(vocab_size=20000, sequence_length=200, embedding_dim=
                            feed_forward_dim=64, num_layers=1, dropout_rate=0.1, num_classes=2):
     """keras.io's text Transformer: token + position embeddings, encoder blocks, mean pooling."""
     inputs = keras.Input(shape=(sequence_length,), dtype="int32", name="token_ids")
-    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True)(inputs)
+    x = layers.Embedding(vocab_size, embedding_dim, mask_zero=True,
+                         name="token_embedding")(inputs)
     x = PositionEmbedding(sequence_length)(x)
     for _ in range(num_layers):
         x = _encoder_block(x, num_heads, feed_forward_dim, dropout_rate)

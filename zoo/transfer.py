@@ -10,7 +10,7 @@ import keras
 from keras import layers
 
 from zoo import backbones
-from zoo.outputs import classification_output
+from zoo.outputs import classification_output, gradcam_maps
 from zoo.registry import register_model
 
 BACKBONE, FEATURES = "backbone", "features"
@@ -81,6 +81,8 @@ def image_transfer(backbone="mobilenet_v2", weights=None, input_shape=(224, 224,
     else:
         encoder, preprocessing = backbones.builtin_image_backbone(backbone, weights, input_shape)
         features = encoder(preprocessing(pixels) if preprocessing else pixels)
+    if len(features.shape) == 4:
+        features = gradcam_maps(features)
     return _classifier(pixels, _pooled(features), num_classes, dropout_rate, "image_transfer")
 
 

@@ -8,8 +8,9 @@ output kinds, `TrainConfig` and `option` for its own flags, the data helpers and
 from apps.core.app import App, DataSplits, Signature
 from apps.core.config import TrainConfig, option, resolve_config
 from apps.core.errors import DataError, RunError
+from apps.core.explain import Explanation
 from apps.core.outputs import Classification, Forecast
 from apps.core.train import train
 
-__all__ = ["App", "Classification", "DataError", "DataSplits", "Forecast", "RunError",
+__all__ = ["App", "Classification", "DataError", "DataSplits", "Explanation", "Forecast", "RunError",
            "Signature", "TrainConfig", "option", "resolve_config", "train"]

@@ -6,7 +6,9 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from apps.core import explain
 from apps.core.config import TrainConfig
+from apps.core.explain import Explanation
 
 
 @dataclasses.dataclass
@@ -89,7 +91,24 @@ class App:
     save_artifacts: Callable[..., dict] | None = None
     model_signatures: Callable[[Any], dict[str, Signature]] | None = None
     callbacks: Callable[..., list] | None = None
+    explanation: Explanation | None = None
 
     def signatures_for(self, model) -> dict[str, Signature]:
-        """The signatures the export of `model` carries."""
-        return self.model_signatures(model) if self.model_signatures else self.signatures
+        """The signatures the export of `model` carries: the app's, and with an `explanation`
+        one `explain...` signature per attribution method the model supports, on
+        `serving_default`'s raw input."""
+        signatures = dict(self.model_signatures(model) if self.model_signatures
+                          else self.signatures)
+        if self.explanation:
+            served = self.signatures["serving_default"]
+            for method in explain.methods_for(model):
+                signatures[explain.SIGNATURES[method]] = Signature(
+                    served.input_spec, outputs=self._explainer(served, method),
+                    description=explain.DESCRIPTIONS[method])
+        return signatures
+
+    def _explainer(self, served: Signature, method: str):
+        def outputs(model, raw):
+            return explain.explain(model, self.explanation, served.to_model_input, raw, method)
+
+        return outputs

@@ -39,7 +39,7 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
                                         training=False)
             return app.output.serving_outputs(model_output, labels)
 
-        return tf.function(serve, input_signature=list(signature.input_specs))
+        return tf.function(serve, input_signature=list(signature.input_specs), autograph=False)
 
     signatures = {}
     for name, signature in app.signatures_for(model).items():

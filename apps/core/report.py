@@ -167,6 +167,54 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
     plt.close(figure)
 
 
+def plot_attribution(background: np.ndarray, attributions: np.ndarray, title: str, path: Path,
+                     spectrogram: bool = False) -> None:
+    """The input beside the input under its attribution map (positive part, red-yellow):
+    pixels as an image, a spectrogram [frames, bins] with time along the x axis."""
+    figure, axes = plt.subplots(1, 2, figsize=(9 if spectrogram else 7, 3.8))
+    evidence = np.clip(attributions, 0, None)
+    evidence = evidence / (evidence.max() or 1.0)
+    if spectrogram:
+        background, evidence = background.T, evidence.T
+        shown = {"origin": "lower", "aspect": "auto", "cmap": "gray"}
+    else:
+        background = background.squeeze()
+        shown = {"cmap": "gray"} if background.ndim == 2 else {}
+    for axis, overlay in zip(axes, (False, True)):
+        axis.imshow(background, **shown)
+        if overlay:
+            axis.imshow(evidence, cmap="hot", alpha=0.55,
+                        **({"origin": "lower", "aspect": "auto"} if spectrogram else {}))
+        axis.set(xticks=[], yticks=[], title="attribution" if overlay else "input",
+                 **({"xlabel": "time", "ylabel": "mel bin"} if spectrogram else {}))
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_token_page(tokens, attributions, text: str, verdict: str, path: Path) -> None:
+    """An HTML page with each token shaded by its attribution: green for the predicted class,
+    red against it (padding left out)."""
+    import html
+
+    scale = float(np.abs(attributions).max()) or 1.0
+    spans = []
+    for token, score in zip(tokens, attributions):
+        token = token.decode() if isinstance(token, bytes) else str(token)
+        if not token:
+            continue
+        colour = "0,160,60" if score >= 0 else "200,30,30"
+        spans.append(f'<span title="{score:+.4f}" style="background: rgba({colour},'
+                     f'{abs(score) / scale:.2f}); padding: 1px 2px">{html.escape(token)}</span>')
+    Path(path).write_text(
+        "<!doctype html><meta charset=utf-8><title>why: " + html.escape(verdict) + "</title>"
+        "<body style=\"font: 16px sans-serif; max-width: 50em; margin: 2em auto\">"
+        f"<p>{html.escape(text)}</p><h3>{html.escape(verdict)}</h3><p>{' '.join(spans)}</p>"
+        "<p style=\"color: #666\">green: evidence for the predicted class; red: against it; "
+        "hover a token for its score.</p></body>\n")
+
+
 def plot_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: Path) -> None:
     """2-D points coloured by their integer label, with a colour bar."""
     figure, axis = plt.subplots(figsize=(6, 5))

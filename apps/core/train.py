@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import export, report
+from apps.core import explain, export, report
 from apps.core.app import App
 from apps.core.config import check_model_options, in_cli_words
 from apps.core.errors import RunError
@@ -222,6 +222,9 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     )
     if app.extra_report:
         metrics.update(app.extra_report(model, splits, run_dir, config))
+    if app.explanation:
+        metrics.update(explain.report_explanations(app, model, splits, run_dir,
+                                                   lambda: build_model(app, config, splits)))
     if app.save_artifacts:
         metrics.update(app.save_artifacts(model, splits, run_dir, config))
     version_dir = export.export_saved_model(

@@ -6,6 +6,7 @@ runs. Each app's raw examples are declared once here; a new app adds one entry.
 """
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,7 +15,14 @@ import tensorflow as tf
 
 from apps import APP_NAMES, get_app
 from apps.core.outputs import Generation
-from tests.conftest import COLOURS, REPO_ROOT, VISION_FOLDER_RUN, run_cli, serve_in_fresh_process
+from tests.conftest import (
+    COLOURS,
+    REPO_ROOT,
+    VISION_FOLDER_RUN,
+    cli_in_process,
+    run_cli,
+    serve_in_fresh_process,
+)
 
 
 def mnist_examples(folder):
@@ -101,7 +109,7 @@ def app_run(request, app_name, sample_run, tmp_path):
 # Each app's test runs on the pytest-xdist worker of that app's other tests: they share its run.
 @pytest.mark.parametrize("app_name", [pytest.param(name, marks=pytest.mark.xdist_group(name))
                                       for name in PREDICTING_APPS])
-def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path):
+def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, capsys):
     name, config, metrics, raw, model_input, paths, expected = app_run
     app = get_app(name)
     run_dir = REPO_ROOT / config.run_dir
@@ -121,6 +129,24 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path):
         assert labels == metrics["class_names"]
         assert [label.decode() for label in served["class_name"]] == [
             labels[index] for index in expected_output.argmax(axis=1)]
+
+    if app.explanation:  # the explain signature: same raw input, maps on its own grid
+        explained = serve_in_fresh_process(metrics["export_path"], raw, tmp_path, "explain")
+        np.testing.assert_allclose(explained["probabilities"], expected_output, rtol=1e-4,
+                                   atol=1e-5)
+        if app.explanation.token_strings:  # one score per token, and the tokens
+            assert explained["attributions"].shape == explained["tokens"].shape
+            assert b"delight" in explained["tokens"][0]
+        else:
+            grid = (explained["explained_input"] if app.explanation.layer else raw).shape[1:3]
+            assert explained["attributions"].shape == (len(raw), *grid)
+        status, output, error = cli_in_process(
+            capsys, name, "explain", "--model-dir", str(REPO_ROOT / config.export_dir),
+            "--out", str(tmp_path / "why"), *map(str, paths[:2]))
+        assert status == 0, error
+        drawn = [json.loads(line)["out"] for line in output.splitlines()]
+        assert len(drawn) == len(app.read_inputs(list(map(str, paths[:2])))[0])
+        assert all(Path(path).stat().st_size > 0 for path in drawn)
 
     result = run_cli(name, "predict", "--model-dir", str(REPO_ROOT / config.export_dir),
                      *map(str, paths))

@@ -119,7 +119,8 @@ def test_status_and_metadata_as_tf_serving_reports_them(server):
     metadata = requests.get(f"{url}/vision/metadata").json()
     assert metadata["model_spec"] == {"name": "vision", "signature_name": "", "version": "1"}
     signatures = metadata["metadata"]["signature_def"]["signature_def"]
-    assert set(signatures) == {"serving_default", "serving_bytes"}
+    assert {"serving_default", "serving_bytes", "explain", "explain_saliency"} <= set(signatures)
+    assert set(signatures["explain"]["outputs"]) == {"attributions", "probabilities"}
     pixels = signatures["serving_default"]["inputs"]["pixels"]
     assert pixels["dtype"] == "DT_UINT8"
     assert [dim["size"] for dim in pixels["tensor_shape"]["dim"]] == ["-1", "-1", "-1", "3"]
@@ -150,6 +151,10 @@ def test_row_and_columnar_requests_answer_what_the_export_computes(server):
                                atol=1e-6)
     assert columns["class_id"] == expected["class_id"].tolist()
 
+    why = requests.post(f"{url}/mnist:predict", json={"signature_name": "explain",
+                                                      "instances": images.tolist()}).json()
+    assert np.array(why["predictions"][0]["attributions"]).shape == (28, 28)
+
 
 def test_bytes_travel_as_b64(server):
     url, root = server
@@ -172,8 +177,8 @@ def test_bytes_travel_as_b64(server):
     ("POST", "/mnist:predict", {"instances": [[300] * 784]}, 400, "whole numbers in [0, 255]"),
     ("POST", "/mnist:predict", {"instances": [[1, 2]]}, 400,
      "Input to reshape is a tensor with 2 values, but the requested shape requires a multiple"),
-    ("POST", "/mnist:predict", {"signature_name": "explain", "instances": [[0] * 784]}, 400,
-     "signature_name 'explain' is not in version 1"),
+    ("POST", "/mnist:predict", {"signature_name": "classify", "instances": [[0] * 784]}, 400,
+     "signature_name 'classify' is not in version 1"),
     ("POST", "/vision:predict", {"signature_name": "serving_bytes",
                                  "instances": [{"b64": "%%%"}]}, 400, "invalid base64"),
     ("POST", "/mnist:predict", {"instances": [[0] * 784] * 800}, 413, "--max-request-mb 1"),
