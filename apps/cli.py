@@ -184,7 +184,7 @@ def main(app_names, get_app, argv=None) -> int:
             _predict(app, arguments)
             return 0
         if arguments.command == "explain":
-            from apps.core.explain import explain_files
+            from apps.core.explain_report import explain_files
             from apps.core.export import resolve_version_dir
 
             explain_files(app, resolve_version_dir(arguments.model_dir), arguments.method,
@@ -207,7 +207,7 @@ def main(app_names, get_app, argv=None) -> int:
     return 0
 
 
-EXPLAIN_METHODS = ("integrated_gradients", "gradcam", "saliency")  # apps.core.explain.METHODS
+EXPLAIN_METHODS = ("integrated_gradients", "gradcam", "saliency")  # = apps.core.explain.METHODS
 RUN_COMMANDS = {
     "train": "train, evaluate, report and export",
     "lr-find": "the learning-rate range test: a loss-vs-learning-rate plot and a suggested rate",

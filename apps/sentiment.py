@@ -172,14 +172,13 @@ APP = App(
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
     signatures={"serving_default": Signature(tf.TensorSpec([None], tf.string, "text"))},
-    # Attributions on the token embeddings; 8 reviews in the report (MiniLM: 32 path steps of
-    # 128 tokens each, about 30 s), with the head re-initialised for the randomisation check.
-    explanation=Explanation(layer="token_embedding", token_strings=token_strings,
-                            report_examples=8),
+    explanation=Explanation(layer="token_embedding", token_strings=token_strings),
     read_inputs=read_inputs,
     app_model_options={"num_classes": "negative and positive", "raw_text": "the raw text input"},
     extra_report=extra_report,
     defaults={"model": "text_transfer", "epochs": 10, "batch_size": 32, "learning_rate": 3e-3,
               "fine_tune": "all", "fine_tune_epochs": 2, "fine_tune_learning_rate_ratio": 0.01,
-              "jit_compile": "off", "augment": False, "cache_features": True},
+              "jit_compile": "off", "augment": False, "cache_features": True,
+              # MiniLM explained along 32 path steps of 128 tokens: 8 reviews take about 30 s.
+              "explain_examples": 8},
 )

@@ -269,5 +269,7 @@ APP = App(
     extra_report=extra_report,
     save_artifacts=save_backbone,
     defaults={"model": "image_transfer", "epochs": 10, "batch_size": 32, "fine_tune": "20",
-              "fine_tune_epochs": 5, "fine_tune_learning_rate_ratio": 0.1},
+              "fine_tune_epochs": 5, "fine_tune_learning_rate_ratio": 0.1,
+              # A 224-pixel MobileNetV2 along 32 path steps: 16 pictures take about a minute.
+              "explain_examples": 16},
 )

@@ -70,8 +70,15 @@ def read_json(path: Path):
 
 @pytest.fixture
 def run_paths(tmp_path):
-    """Options that keep a test's run directory and exports inside its tmp_path."""
-    return {"run_dir": str(tmp_path / "run"), "export_dir": str(tmp_path / "exports")}
+    """Options that keep a test's run directory and exports inside its tmp_path, and skip the run
+    report's explanation figures (tests measure them in the shared EXPLAINED_RUNS)."""
+    return {"run_dir": str(tmp_path / "run"), "export_dir": str(tmp_path / "exports"),
+            "explain_examples": 0}
+
+
+# The shared runs whose explanations tests measure (the app defaults on the sample); the
+# others skip the run report's explanation figures (--explain-examples 0), which only cost time.
+EXPLAINED_RUNS = [("mnist", {}), ("sentiment", {})]
 
 
 @pytest.fixture(scope="session")
@@ -89,8 +96,11 @@ def sample_run(tmp_path_factory):
         if key not in runs:
             app = get_app(app_name)
             folder = tmp_path_factory.mktemp(app_name)
+            measured = app.defaults.get("explain_examples", 100) if (
+                app_name, options) in EXPLAINED_RUNS else 0
             config = resolve_config(app, **{"data": "sample", "run_dir": str(folder / "run"),
-                                            "export_dir": str(folder / "exports"), **options})
+                                            "export_dir": str(folder / "exports"),
+                                            "explain_examples": measured, **options})
             runs[key] = config, train(app, config)
         return runs[key]
 

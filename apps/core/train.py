@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import explain, export, report
+from apps.core import explain_report, export, report
 from apps.core.app import App
 from apps.core.config import check_model_options, in_cli_words
 from apps.core.errors import RunError
@@ -222,9 +222,10 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     )
     if app.extra_report:
         metrics.update(app.extra_report(model, splits, run_dir, config))
-    if app.explanation:
-        metrics.update(explain.report_explanations(app, model, splits, run_dir,
-                                                   lambda: build_model(app, config, splits)))
+    if app.explanation and config.explain_examples > 0:
+        metrics.update(explain_report.report_explanations(
+            app, model, splits, run_dir, lambda: build_model(app, config, splits),
+            config.explain_examples))
     if app.save_artifacts:
         metrics.update(app.save_artifacts(model, splits, run_dir, config))
     version_dir = export.export_saved_model(

@@ -49,13 +49,14 @@ def search_space(app, config) -> keras_tuner.HyperParameters:
 
 
 def trial_config(config, values: dict, trial_dir: Path, export_dir: Path):
-    """The options of one trial: the searched values over the given options."""
+    """The options of one trial: the searched values over the given options (a trial's
+    explanations are not measured: only the best options matter)."""
     model_args = [f"{name.split('.', 1)[1]}={value!r}" for name, value in values.items()
                   if name.startswith("model_arg.")]
     return dataclasses.replace(
         config, learning_rate=float(values["learning_rate"]), batch_size=values["batch_size"],
         schedule=values["schedule"], model_arg=[*config.model_arg, *model_args],
-        run_dir=str(trial_dir), export_dir=str(export_dir))
+        run_dir=str(trial_dir), export_dir=str(export_dir), explain_examples=0)
 
 
 class _TrainingTuner(keras_tuner.RandomSearch):

@@ -122,7 +122,8 @@ FEW_LABELS = {"batch_size": 8, "learning_rate": 1e-2, "epochs": 3, "fine_tune": 
 
 def train_digits(root, name, data, **options):
     return train(APP, resolve_config(APP, data=str(data), run_dir=str(root / name),
-                                     export_dir=str(root / "exports"), **{**DIGITS, **options}))
+                                     export_dir=str(root / "exports"), explain_examples=0,
+                                     **{**DIGITS, **options}))
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,8 @@ def start_workers(app: str, options: list[str], tmp_path, run_dirs=("run", "run"
     127.0.0.1, worker i with `--run-dir tmp_path/run_dirs[i]`."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     command = [sys.executable, "-m", "apps", app, "train", "--distribute", "multiworker",
-               "--data", "sample", *options, "--export-dir", str(tmp_path / "exports")]
+               "--data", "sample", "--explain-examples", "0", *options, "--export-dir",
+               str(tmp_path / "exports")]
     return [subprocess.Popen(
         [*command, "--run-dir", str(tmp_path / run_dirs[index])], cwd=REPO_ROOT,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

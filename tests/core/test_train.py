@@ -26,7 +26,8 @@ def _history_epochs(run_dir):
 def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "apps", "mnist", "train", "--data", "sample", "--model",
-               "mnist_mlp", "--epochs", "6", "--run-dir", str(run_dir), "--export-dir",
+               "mnist_mlp", "--explain-examples", "0", "--epochs", "6", "--run-dir", str(run_dir),
+               "--export-dir",
                str(tmp_path / "exports")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -92,6 +93,7 @@ sys.exit(main(APP_NAMES, get_app, sys.argv[1:]))
 def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
     result = run_python(MIRRORED_ON_TWO_CPUS, "mnist", "train", "--data", "sample", "--model",
                         "mnist_mlp", "--epochs", "2", "--distribute", "mirrored",
+                        "--explain-examples", "0",
                         "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_json(tmp_path / "run" / "metrics.json")
