@@ -140,6 +140,22 @@ def test_dcgan_trains_on_a_folder_of_colour_images(image_folder, tmp_path, run_p
     assert served["drawn.images"].shape == (3, 32, 32, 3)
 
 
+def test_tfds_fashion_mnist_loads_through_tfds(run_paths):
+    import tensorflow_datasets as tfds
+
+    from apps import get_app
+    from apps.core import resolve_config, train
+
+    app = get_app("generative")
+    with tfds.testing.mock_data(num_examples=40):
+        metrics = train(app, resolve_config(app, data="tfds", dataset="fashion_mnist",
+                                            model="dcgan", epochs=1, judge_epochs=0,
+                                            **run_paths))
+    assert metrics["data_source"].startswith("TFDS fashion_mnist")
+    assert metrics["examples"] == {"train": 36, "validation": 4, "test": 40}
+    assert metrics["class_names"][0] == "T-shirt/top" and "fid" not in metrics
+
+
 def test_dcgan_draws_digits_far_closer_to_the_test_set_than_untrained(sample_run):
     """Three epochs (the defaults' ten are for the cgan's class consistency): the FID in the
     judge's features already falls far below an untrained generator's."""
