@@ -82,6 +82,14 @@ def _projection_logit(features, one_hot):
     return layers.Add(dtype="float32")([logit, projection])
 
 
+def _part_inputs(num_classes: int, tensor, labels):
+    """What a part (encoder, decoder, generator, discriminator) takes: the tensor, and with
+    classes the labels too."""
+    if not num_classes:
+        return tensor
+    return [ops.convert_to_tensor(tensor), ops.convert_to_tensor(labels, "int32")]
+
+
 def _sum_per_example(values):
     return ops.sum(ops.reshape(values, (ops.shape(values)[0], -1)), axis=1)
 
@@ -117,17 +125,12 @@ class VAE(keras.Model):
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
         self.built = True  # every weight exists: the parts are built Functional models
 
-    def _part_inputs(self, tensor, labels):
-        if not self.num_classes:
-            return tensor
-        return [ops.convert_to_tensor(tensor), ops.convert_to_tensor(labels, "int32")]
-
     def encode(self, images, labels=None, training=False):
-        return self.encoder(self._part_inputs(images, labels), training=training)
+        return self.encoder(_part_inputs(self.num_classes, images, labels), training=training)
 
     def generate(self, latent, labels=None, training=False):
         """The decoder's images for latent vectors (drawn from the prior: new images)."""
-        return self.decoder(self._part_inputs(latent, labels), training=training)
+        return self.decoder(_part_inputs(self.num_classes, latent, labels), training=training)
 
     def call(self, inputs, training=False):
         labels = inputs["labels"]
@@ -193,16 +196,11 @@ class GAN(keras.Model):
         self.generator_tracker = keras.metrics.Mean(name="g_loss")
         self.built = True
 
-    def _part_inputs(self, tensor, labels):
-        if not self.num_classes:
-            return tensor
-        return [ops.convert_to_tensor(tensor), ops.convert_to_tensor(labels, "int32")]
-
     def generate(self, latent, labels=None, training=False):
-        return self.generator(self._part_inputs(latent, labels), training=training)
+        return self.generator(_part_inputs(self.num_classes, latent, labels), training=training)
 
     def discriminate(self, images, labels=None, training=False):
-        return self.discriminator(self._part_inputs(images, labels), training=training)
+        return self.discriminator(_part_inputs(self.num_classes, images, labels), training=training)
 
     def call(self, inputs, training=False):
         return self.discriminate(inputs["images"], inputs["labels"], training)

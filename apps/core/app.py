@@ -93,13 +93,13 @@ class App:
     callbacks: Callable[..., list] | None = None
     explanation: Explanation | None = None
 
-    def signatures_for(self, model) -> dict[str, Signature]:
+    def signatures_for(self, model, explained: bool = True) -> dict[str, Signature]:
         """The signatures the export of `model` carries: the app's, and with an `explanation`
-        one `explain...` signature per attribution method the model supports, on
-        `serving_default`'s raw input."""
+        (unless not `explained`) one `explain...` signature per attribution method the model
+        supports, on `serving_default`'s raw input."""
         signatures = dict(self.model_signatures(model) if self.model_signatures
                           else self.signatures)
-        if self.explanation:
+        if self.explanation and explained:
             served = self.signatures["serving_default"]
             for method in explain.methods_for(model):
                 signatures[explain.SIGNATURES[method]] = Signature(

@@ -81,8 +81,9 @@ class TrainConfig:
     steps_per_execution: int = option(1, "training steps run per call into the backend")
     explain_examples: int = option(100, "classifiers: held-out examples the run report measures "
                                         "its explanations on (deletion and randomisation "
-                                        "checks, worst mistakes drawn); 0 = none (the export "
-                                        "carries its explain signatures either way)")
+                                        "checks, worst mistakes drawn); 0 = no explanations, "
+                                        "neither these nor the export's explain signatures "
+                                        "(quicker runs)")
 
     def model_options(self) -> dict:
         """`--model-arg key=value` pairs as Python values (numbers, tuples, ...) where they parse."""

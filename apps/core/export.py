@@ -17,7 +17,8 @@ def _versions(export_dir: Path) -> list[int]:
     return [int(path.name) for path in export_dir.iterdir() if path.name.isdigit()]
 
 
-def _serving_module(model, app: App, class_names: list[str] | None, labels_path: Path):
+def _serving_module(model, app: App, class_names: list[str] | None, labels_path: Path,
+                    explained: bool):
     """A tf.Module holding the model, the labels asset and one tf.function per signature; the
     app's output kind turns the model's output into the signature's outputs."""
     module = tf.Module()
@@ -42,15 +43,17 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
         return tf.function(serve, input_signature=list(signature.input_specs), autograph=False)
 
     signatures = {}
-    for name, signature in app.signatures_for(model).items():
+    for name, signature in app.signatures_for(model, explained).items():
         serve = serving_function(signature)
         setattr(module, name, serve)
         signatures[name] = serve.get_concrete_function()
     return module, signatures
 
 
-def export_saved_model(model, app: App, class_names: list[str] | None, export_dir: Path) -> Path:
-    """Writes the next integer version under `export_dir` and returns its path.
+def export_saved_model(model, app: App, class_names: list[str] | None, export_dir: Path,
+                       explained: bool = True) -> Path:
+    """Writes the next integer version under `export_dir` and returns its path; `explained`:
+    with the app's explain signatures.
 
     The SavedModel is written to a hidden temporary folder beside the versions and renamed into
     place only when complete, so a crash never leaves a half-written version for a server to load.
@@ -58,7 +61,8 @@ def export_saved_model(model, app: App, class_names: list[str] | None, export_di
     export_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=export_dir))
     try:
-        module, signatures = _serving_module(model, app, class_names, staging / "labels.txt")
+        module, signatures = _serving_module(model, app, class_names, staging / "labels.txt",
+                                             explained)
         tf.saved_model.save(module, str(staging / "saved_model"), signatures=signatures)
         while True:
             version_dir = export_dir / str(max(_versions(export_dir), default=0) + 1)

@@ -222,16 +222,19 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     )
     if app.extra_report:
         metrics.update(app.extra_report(model, splits, run_dir, config))
-    if app.explanation and config.explain_examples > 0:
+    explained = config.explain_examples > 0
+    if app.explanation and explained:
         metrics.update(explain_report.report_explanations(
             app, model, splits, run_dir, lambda: build_model(app, config, splits),
             config.explain_examples))
     if app.save_artifacts:
         metrics.update(app.save_artifacts(model, splits, run_dir, config))
     version_dir = export.export_saved_model(
-        model, app, splits.class_names, Path(config.export_dir or f"saved_models/{app.name}"))
+        model, app, splits.class_names, Path(config.export_dir or f"saved_models/{app.name}"),
+        explained)
     metrics["export_path"] = str(version_dir)
-    report.write_report(run_dir, app, config, metrics, history, app.signatures_for(model))
+    report.write_report(run_dir, app, config, metrics, history,
+                        app.signatures_for(model, explained))
     print(f"[{app.name}] test: " + ", ".join(
         f"test_{key}={value:.4f}" for key, value in evaluation.items()))
     print(f"[{app.name}] exported {version_dir}; report in {run_dir}", flush=True)
