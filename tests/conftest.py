@@ -45,23 +45,30 @@ def cli_in_process(capsys, *args: str) -> tuple[int, str, str]:
 SERVE_IN_FRESH_PROCESS = """
 import sys, numpy as np, tensorflow as tf
 import tensorflow_text  # registers the tokenizer ops that text exports use
-export_dir, signature, input_path, output_path = sys.argv[1:]
-serve = tf.saved_model.load(export_dir).signatures[signature]
-name = list(serve.structured_input_signature[1])[0]
+export_dir, input_path, output_path, *signatures = sys.argv[1:]
+loaded = tf.saved_model.load(export_dir)
 raw = np.load(input_path, allow_pickle=True)
-outputs = serve(**{name: tf.constant(raw)})
-np.savez(output_path, **{key: value.numpy() for key, value in outputs.items()})
+outputs = {}
+for signature in signatures:
+    serve = loaded.signatures[signature]
+    name = list(serve.structured_input_signature[1])[0]
+    outputs.update({f"{signature}/{key}": value.numpy()
+                    for key, value in serve(**{name: tf.constant(raw)}).items()})
+np.savez(output_path, **outputs)
 """
 
 
-def serve_in_fresh_process(export_dir, raw_inputs, tmp_path, signature="serving_default"):
-    """Calls an export's signature in a new process; returns its outputs as arrays."""
+def serve_in_fresh_process(export_dir, raw_inputs, tmp_path, signatures=("serving_default",)):
+    """Calls an export's signatures on the same raw batch in one new process (one load):
+    {signature: {output name: array}}."""
     input_path, output_path = tmp_path / "serve_input.npy", tmp_path / "serve_output.npz"
     np.save(input_path, raw_inputs)
-    result = run_python(SERVE_IN_FRESH_PROCESS, str(export_dir), signature, str(input_path),
-                        str(output_path))
+    result = run_python(SERVE_IN_FRESH_PROCESS, str(export_dir), str(input_path),
+                        str(output_path), *signatures)
     assert result.returncode == 0, result.stderr[-3000:]
-    return dict(np.load(output_path, allow_pickle=True))
+    outputs = dict(np.load(output_path, allow_pickle=True))
+    return {signature: {key.split("/", 1)[1]: value for key, value in outputs.items()
+                        if key.startswith(f"{signature}/")} for signature in signatures}
 
 
 def read_json(path: Path):

@@ -155,21 +155,23 @@ def report_explanations(app, model, splits, run_dir: Path, rebuild, count: int) 
 
     explainers = {}
 
-    def maps(of_model, method, batch, key="attributions"):
-        """`method`'s outputs for `batch`, 8 examples per call of a graph traced once."""
+    def maps(of_model, method, batch) -> dict:
+        """`method`'s outputs for `batch` (attributions, and tokens or the explained input where
+        the app has them), 8 examples per call of a graph traced once."""
         if (id(of_model), method) not in explainers:
             explainers[id(of_model), method] = tf.function(
                 lambda part: explain(of_model, app.explanation, to_model_input, part, method),
                 reduce_retracing=True, autograph=False)
         explainer = explainers[id(of_model), method]
-        return np.concatenate([explainer(tf.constant(part))[key].numpy()
-                               for part in np.array_split(batch, -(-len(batch) // 8))])
+        parts = [explainer(tf.constant(part)) for part in np.array_split(batch, -(-len(batch) // 8))]
+        return {key: np.concatenate([part[key].numpy() for part in parts]) for key in parts[0]}
 
     figures = {}
     for method in methods_for(model):
-        trained_maps, where = maps(model, method, raw[examples]), None
+        explained = maps(model, method, raw[examples])
+        trained_maps, where = explained["attributions"], None
         if app.explanation.token_strings:  # one score per token: drop words
-            tokens = maps(model, method, raw[examples], "tokens")
+            tokens = explained["tokens"]
             top, random = token_deletion_drop(model, app.explanation, raw[examples],
                                               labels[examples], trained_maps, tokens)
             deleted, where = "3 words", is_word(tokens)
@@ -177,7 +179,7 @@ def report_explanations(app, model, splits, run_dir: Path, rebuild, count: int) 
             top, random = deletion_drop(model, app.explanation, to_model_input, raw[examples],
                                         labels[examples], trained_maps)
             deleted = "10% of positions"
-        random_maps = maps(rebuilt, method, raw[examples])
+        random_maps = maps(rebuilt, method, raw[examples])["attributions"]
         figures[method] = {
             "deleted": deleted, "deletion_drop_most_attributed": round(top, 4),
             "deletion_drop_random": round(random, 4),
@@ -196,9 +198,9 @@ def report_explanations(app, model, splits, run_dir: Path, rebuild, count: int) 
     folder.mkdir(exist_ok=True)
     names = splits.class_names
     if len(worst):
-        mistake_maps = maps(model, METHODS[0], raw[worst])
-        backgrounds = (maps(model, METHODS[0], raw[worst], "explained_input")
-                       if app.explanation.layer else raw[worst])
+        explained = maps(model, METHODS[0], raw[worst])
+        mistake_maps = explained["attributions"]
+        backgrounds = explained.get("explained_input", raw[worst])
     for rank, index in enumerate(worst):
         report.plot_attribution(
             backgrounds[rank], mistake_maps[rank],

@@ -1,5 +1,6 @@
 """Every app, end to end: its sample -> train with the defaults -> report -> export -> the export
-called with raw input in a fresh process, equal to the trained model -> `predict` on files.
+called with raw input in a fresh process, equal to the trained model -> `explain` and
+`predict` on files.
 
 The runs are the session's shared ones, so the accuracy floors in each app's tests check the same
 runs. Each app's raw examples are declared once here; a new app adds one entry.
@@ -20,7 +21,6 @@ from tests.conftest import (
     REPO_ROOT,
     VISION_FOLDER_RUN,
     cli_in_process,
-    run_cli,
     serve_in_fresh_process,
 )
 
@@ -121,7 +121,9 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
 
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=False)
     expected_output = model.predict(model_input, verbose=0)
-    served = serve_in_fresh_process(metrics["export_path"], raw, tmp_path)
+    signatures = ("serving_default", "explain") if app.explanation else ("serving_default",)
+    called = serve_in_fresh_process(metrics["export_path"], raw, tmp_path, signatures)
+    served = called["serving_default"]
     output_key = "probabilities" if app.output.has_labels else "forecast"
     np.testing.assert_allclose(served[output_key], expected_output, rtol=1e-4, atol=1e-5)
     if app.output.has_labels:
@@ -131,7 +133,7 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
             labels[index] for index in expected_output.argmax(axis=1)]
 
     if app.explanation:  # the explain signature: same raw input, maps on its own grid
-        explained = serve_in_fresh_process(metrics["export_path"], raw, tmp_path, "explain")
+        explained = called["explain"]
         np.testing.assert_allclose(explained["probabilities"], expected_output, rtol=1e-4,
                                    atol=1e-5)
         if app.explanation.token_strings:  # one score per token, and the tokens
@@ -148,10 +150,11 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
         assert len(drawn) == len(app.read_inputs(list(map(str, paths[:2])))[0])
         assert all(Path(path).stat().st_size > 0 for path in drawn)
 
-    result = run_cli(name, "predict", "--model-dir", str(REPO_ROOT / config.export_dir),
-                     *map(str, paths))
-    assert result.returncode == 0, result.stderr[-3000:]
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    status, output, error = cli_in_process(
+        capsys, name, "predict", "--model-dir", str(REPO_ROOT / config.export_dir),
+        *map(str, paths))
+    assert status == 0, error
+    lines = [json.loads(line) for line in output.splitlines()]
     if expected is None:
         assert len(lines) == len(paths) and all(len(line["forecast"]) for line in lines)
     else:

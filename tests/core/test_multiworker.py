@@ -100,7 +100,7 @@ def test_workers_train_in_step_resume_after_a_kill_and_only_the_chief_exports(tm
     assert sorted(path.name for path in (tmp_path / "exports").iterdir()) == ["1"]
     served = serve_in_fresh_process(tmp_path / "exports" / "1",
                                     np.zeros((2, 28, 28), dtype=np.uint8), tmp_path)
-    assert served["probabilities"].shape == (2, 10)
+    assert served["serving_default"]["probabilities"].shape == (2, 10)
 
 
 def test_multiworker_without_tf_config_says_what_to_set(monkeypatch, run_paths):
