@@ -215,8 +215,10 @@ def save_split_lists(model, splits: DataSplits, run_dir: Path, config) -> dict:
 
 
 def log_mel_spectrogram() -> keras.layers.MelSpectrogram:
-    """25 ms windows every 10 ms, 40 mel bins, in dB: the usual keyword-spotting front end."""
-    return keras.layers.MelSpectrogram(fft_length=512, sequence_stride=160, sequence_length=400,
+    """40 ms windows every 20 ms, 40 mel bins, in dB: the front end of "Hello Edge" (Zhang et
+    al., 2017); half the frames of 10 ms hops, so half the convolution work, for the same
+    accuracy on the sample."""
+    return keras.layers.MelSpectrogram(fft_length=1024, sequence_stride=320, sequence_length=640,
                                        num_mel_bins=40, sampling_rate=SAMPLE_RATE,
                                        name="log_mel_spectrogram")
 
@@ -259,7 +261,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
              for label in range(len(splits.class_names)) if (labels.numpy() == label).any()][:6]
     spectrograms = log_mel_spectrogram()(tf.gather(waveforms, picks)).numpy()
     report.plot_heatmaps(spectrograms, [splits.class_names[int(labels[pick])] for pick in picks],
-                         "10 ms frames", "mel bin", run_dir / "spectrograms.png")
+                         "20 ms frames", "mel bin", run_dir / "spectrograms.png")
     return {}
 
 
