@@ -45,22 +45,18 @@ def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir
                    .items()}
         first, second = np.argsort(-outputs["probabilities"])[:2]
         if "tokens" in outputs:
-            path = out_dir / f"{number}_{method}.html"
+            shown, path = str(item)[:80], out_dir / f"{number}_{method}.html"
             report.write_token_page(outputs["tokens"], outputs["attributions"], str(item),
                                     f"{class_names[first]} "
                                     f"{outputs['probabilities'][first]:.2f} ({method})", path)
-            print(json.dumps({"input": str(item)[:80], "class": class_names[first],
-                              "probability": round(float(outputs["probabilities"][first]), 4),
-                              "runner_up": class_names[second], "out": str(path)}))
-            continue
-        title = (f"{Path(source).name}: {class_names[first]} "
-                 f"{outputs['probabilities'][first]:.2f}, runner-up {class_names[second]} "
-                 f"{outputs['probabilities'][second]:.2f} ({method})")
-        path = out_dir / f"{Path(source).stem}_{method}.png"
-        background = outputs.get("explained_input", raw)
-        report.plot_attribution(background, outputs["attributions"], title, path,
-                                spectrogram="explained_input" in outputs)
-        print(json.dumps({"input": source, "class": class_names[first],
+        else:
+            shown, path = source, out_dir / f"{Path(source).stem}_{method}.png"
+            title = (f"{Path(source).name}: {class_names[first]} "
+                     f"{outputs['probabilities'][first]:.2f}, runner-up {class_names[second]} "
+                     f"{outputs['probabilities'][second]:.2f} ({method})")
+            report.plot_attribution(outputs.get("explained_input", raw), outputs["attributions"],
+                                    title, path, spectrogram="explained_input" in outputs)
+        print(json.dumps({"input": shown, "class": class_names[first],
                           "probability": round(float(outputs["probabilities"][first]), 4),
                           "runner_up": class_names[second], "out": str(path)}))
 
