@@ -12,6 +12,7 @@ WORKDIR /srv/keras-app-zoo
 COPY pyproject.toml README.md ./
 COPY zoo zoo
 COPY apps apps
+COPY serving serving
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir . \
     && useradd --system --no-create-home serve

@@ -86,15 +86,20 @@ def _serve(argv: list[str]) -> int:
                         help="larger request bodies are refused with 413")
     parser.add_argument("--poll-seconds", type=float, default=1.0,
                         help="how often --model-dir is scanned for new versions")
+    parser.add_argument("--keep-versions", type=int, default=1,
+                        help="the newest N versions of each model stay loaded (TF Serving's "
+                             "default: the latest alone); older ones are unloaded")
     arguments = parser.parse_args(argv)
-    if arguments.max_batch_size < 1 or arguments.max_request_mb <= 0:
-        parser.error("--max-batch-size must be at least 1 and --max-request-mb above 0")
+    if (arguments.max_batch_size < 1 or arguments.max_request_mb <= 0
+            or arguments.keep_versions < 1):
+        parser.error("--max-batch-size and --keep-versions must be at least 1 and "
+                     "--max-request-mb above 0")
     if not os.path.isdir(arguments.model_dir):
         parser.error(f"--model-dir {arguments.model_dir}: no such folder. Train an app first "
                      f"(make train-mnist writes saved_models/mnist/1) or give a folder of "
                      f"<name>/<version>/ exports")
     _import_tensorflow_quietly()
-    from apps.core.server import serve
+    from serving import serve
 
     serve(**vars(arguments))
     return 0

@@ -24,9 +24,9 @@ import requests
 
 from apps import get_app
 from apps.core import resolve_config, train
-from apps.core.server import wait_ready
 from apps.mnist import SAMPLE_DIR, read_split
 from bench.results import write_results
+from serving import wait_ready
 
 RESULTS = Path(__file__).with_name("serve_load.json")
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import tensorflow as tf
 from apps import get_app
 from apps.core import DataSplits, resolve_config
 from apps.core.export import export_saved_model
-from apps.core.server import wait_ready
+from serving import wait_ready
 from tests.conftest import REPO_ROOT, run_cli
 from tests.core.test_multiworker import free_ports
 
@@ -171,6 +171,10 @@ def test_bytes_travel_as_b64(server):
     ("GET", "/nosuch", None, 404, "Servable not found for request: Latest(nosuch)"),
     ("GET", "/mnist/versions/7", None, 404, "Versions loaded: 1"),
     ("POST", "/mnist:predict", b"{not json", 400, "not valid JSON"),
+    ("POST", "/mnist:predict", b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400,
+     "nests its JSON arrays or objects too deep"),
+    ("POST", "/mnist:predict", b'{"instances": ' + b"[" * 900 + b"0" + b"]" * 900 + b"}", 400,
+     "cannot be read as DT_UINT8"),
     ("POST", "/mnist:predict", {"pixels": []}, 400, "exactly one of \"instances\""),
     ("POST", "/vision:predict", {"instances": [[[1, 2]]]}, 400, "expected shape [-1, -1, -1, 3]"),
     ("POST", "/mnist:predict", {"instances": [["a"] * 784]}, 400, "cannot be read as DT_UINT8"),
@@ -191,27 +195,32 @@ def test_bad_requests_get_a_json_error_and_the_server_stays_up(server, method, p
     data = body if isinstance(body, bytes) else None if body is None else json.dumps(body)
     response = requests.request(method, url + path, data=data)
     assert response.status_code == status, response.text
-    assert message in response.json()["error"]
+    assert message in response.json()["error"] and "\n" not in response.json()["error"]
     assert requests.post(f"{url}/mnist:predict",
                          json={"instances": digits(1).tolist()}).status_code == 200
 
 
-def test_a_new_version_is_served_without_a_restart_but_a_half_copied_one_never(server):
+def test_a_new_version_replaces_the_old_without_a_restart_but_a_half_copied_one_never(server):
+    """Versions 124 (copied in and renamed, as `export` writes) and 125 (no saved_model.pb yet)
+    appear beside 123: 124 is loaded and, as in TF Serving, 123 unloaded; 125 never."""
     url, root = server
-    partial = root / "mnist" / "3"
-    shutil.copytree(root / "mnist" / "1" / "variables", partial / "variables")  # no .pb yet
-    shutil.copytree(root / "mnist" / "1", root / "mnist" / ".2-copying")
-    (root / "mnist" / ".2-copying").rename(root / "mnist" / "2")
+    model = root / "half_plus_three"
+    partial = model / "125"
+    shutil.copytree(model / "123" / "variables", partial / "variables")
+    write_half_plus_three(model / ".124-copying")
+    (model / ".124-copying").rename(model / "124")
     deadline = time.monotonic() + 30
-    while requests.get(f"{url}/mnist").json()["model_version_status"][0]["version"] != "2":
+    while requests.get(f"{url}/half_plus_three").json()["model_version_status"][0]["version"] != "124":
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    time.sleep(1)  # several polls: version 3 stays out while it lacks its saved_model.pb
+    time.sleep(1)  # several polls: version 125 stays out while it lacks its saved_model.pb
     versions = [entry["version"] for entry in
-                requests.get(f"{url}/mnist").json()["model_version_status"]]
-    assert versions == ["2", "1"]
-    assert requests.post(f"{url}/mnist/versions/2:predict",
-                         json={"instances": digits(1).tolist()}).status_code == 200
+                requests.get(f"{url}/half_plus_three").json()["model_version_status"]]
+    assert versions == ["124"]
+    assert requests.post(f"{url}/half_plus_three:predict",
+                         json={"instances": [1.0]}).json() == {"predictions": [3.5]}
+    old = requests.post(f"{url}/half_plus_three/versions/123:predict", json={"instances": [1.0]})
+    assert old.status_code == 404 and "Versions loaded: 124" in old.json()["error"]
 
 
 def test_concurrent_callers_share_batches(server):

@@ -59,7 +59,7 @@ def _as_array(name: str, value, spec: tf.TensorSpec) -> np.ndarray:
                 raise ValueError(f"values must be whole numbers in [{np.iinfo(target).min}, "
                                  f"{np.iinfo(target).max}]")
             array = given.astype(target)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, RecursionError) as error:
         raise ServingError(400, f"input {name!r}: cannot be read as {dtype_name} ({error}).")
     if array.ndim == 0:
         raise ServingError(400, f"input {name!r}: needs a batch dimension (a list of examples).")
