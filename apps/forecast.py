@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option, report
+from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option, plots
 from apps.core.data import SAMPLES_DIR, resolve_source
 
 SAMPLE_CSV = SAMPLES_DIR / "co2" / "co2_weekly.csv"
@@ -211,7 +211,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     predicted = model.predict(splits.test.batch(256), verbose=0)
     naive_mae = float(np.abs(naive - truth).mean())
     time_steps = np.arange(test_start, test_start + len(truth))
-    report.plot_series([
+    plots.plot_series([
         (f"{step + 1} step(s) ahead, test part", time_steps + step,
          {"truth": truth[:, step], config.model: predicted[:, step],
           "seasonal naive + drift": seasonal[:, step]})

@@ -19,7 +19,7 @@ import scipy.stats
 from PIL import Image
 
 import zoo
-from apps.core import report
+from apps.core import plots
 
 GRID_COLUMNS = 8
 IMAGES_PER_CLASS = 100
@@ -51,7 +51,7 @@ class SampleGrid(keras.callbacks.Callback):
         labels = np.repeat(np.arange(classes), GRID_COLUMNS) if classes else None
         latent = _latent(rows * GRID_COLUMNS, self.model.latent_dim, self.seed)
         self.folder.mkdir(exist_ok=True)
-        report.write_png(report.tile_images(_draw(self.model, latent, labels), GRID_COLUMNS),
+        plots.write_png(plots.tile_images(_draw(self.model, latent, labels), GRID_COLUMNS),
                          self.folder / f"epoch_{epoch + 1:03d}.png")
 
 
@@ -106,17 +106,17 @@ def _vae_report(model, images, labels, judge, run_dir) -> dict:
                   + (1 - images) * np.log(1 - reconstructions)).reshape(len(images), -1).sum(1)
     metrics = {"reconstruction_loss": round(float(per_image.mean()), 3)}
     pairs = np.concatenate([images[:16], reconstructions[:16]])
-    report.write_png(report.tile_images(np.round(pairs * 255).astype("uint8"), 16),
+    plots.write_png(plots.tile_images(np.round(pairs * 255).astype("uint8"), 16),
                      run_dir / "reconstructions.png")
     if judge is not None:
         predicted = judge.predict(reconstructions, batch_size=256, verbose=0).argmax(axis=1)
         metrics["reconstruction_accuracy"] = round(float((predicted == labels).mean()), 4)
     if model.latent_dim == 2 and not model.num_classes:
-        report.plot_scatter(outputs["mean"], labels, "latent mean of each test image",
+        plots.plot_scatter(outputs["mean"], labels, "latent mean of each test image",
                             run_dir / "latent_map.png")
         quantiles = scipy.stats.norm.ppf(np.linspace(0.05, 0.95, 15)).astype("float32")
         grid = np.stack(np.meshgrid(quantiles, quantiles[::-1]), axis=-1).reshape(-1, 2)
-        report.write_png(report.tile_images(_draw(model, grid), 15, 1), run_dir / "manifold.png")
+        plots.write_png(plots.tile_images(_draw(model, grid), 15, 1), run_dir / "manifold.png")
     return metrics
 
 

@@ -29,7 +29,7 @@ from apps.core import (
     Signature,
     TrainConfig,
     option,
-    report,
+    plots,
 )
 from apps.core.data import load_tfds, resolve_source
 from apps.speech_corpus import COMMANDS, DEFAULT_DIR, SAMPLE_RATE, generate, to_sample_rate
@@ -260,7 +260,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     picks = [int(np.flatnonzero(labels.numpy() == label)[0])
              for label in range(len(splits.class_names)) if (labels.numpy() == label).any()][:6]
     spectrograms = log_mel_spectrogram()(tf.gather(waveforms, picks)).numpy()
-    report.plot_heatmaps(spectrograms, [splits.class_names[int(labels[pick])] for pick in picks],
+    plots.plot_heatmaps(spectrograms, [splits.class_names[int(labels[pick])] for pick in picks],
                          "20 ms frames", "mel bin", run_dir / "spectrograms.png")
     return {}
 

@@ -32,7 +32,7 @@ from apps.core import (
     Signature,
     TrainConfig,
     option,
-    report,
+    plots,
 )
 from apps.core.data import TEST_FRACTION, hold_out, load_tfds, resolve_source
 
@@ -199,7 +199,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     probabilities = model.predict(images, batch_size=config.batch_size, verbose=0)
     predicted, names = probabilities.argmax(axis=1), splits.class_names
     shown = np.arange(min(GRID_IMAGES, len(images)))
-    report.plot_image_grid(
+    plots.plot_image_grid(
         images[shown], [f"{names[predicted[i]]} ({names[labels[i]]})" for i in shown],
         ["green" if predicted[i] == labels[i] else "red" for i in shown],
         "test images: predicted (true)", run_dir / "test_predictions.png")
@@ -208,7 +208,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
     mistakes = [{"test_index": int(i), "true": names[labels[i]], "predicted": names[predicted[i]],
                  "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in worst]
     if mistakes:
-        report.plot_image_grid(
+        plots.plot_image_grid(
             images[worst], [f"{m['predicted']} {m['confidence']:.2f} ({m['true']})"
                             for m in mistakes], ["red"] * len(worst),
             "worst mistakes: predicted, confidence (true)", run_dir / "worst_mistakes.png")

@@ -4,7 +4,7 @@ import json
 import time
 from pathlib import Path
 
-from apps.core.report import package_versions
+from apps.core.rundir import package_versions
 
 
 def write_results(path: Path, results: list, device: str = "cpu") -> None:

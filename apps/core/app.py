@@ -67,7 +67,7 @@ class App:
     `callbacks(run_dir, config, splits)` returns Keras callbacks for every training phase (e.g.
     one drawing samples after each epoch).
     `extra_report(model, splits, run_dir, config)` adds metrics and plots (through
-    `apps.core.report`); `save_artifacts(model, splits, run_dir, config)` writes extra files
+    `apps.core.plots`); `save_artifacts(model, splits, run_dir, config)` writes extra files
     (for a later run, or to check the run) and returns their paths.
     """
 

@@ -65,6 +65,8 @@ class TrainConfig:
     cache_budget_mb: int = option(0, "decoded data are cached in memory up to this many MB "
                                      "(all splits together), beyond it in files in the run "
                                      "dir; 0 = a quarter of this machine's memory")
+    max_examples: int = option(0, "use at most this many examples of each split (the first "
+                                  "ones): a whole run in seconds, to check a setup; 0 = all")
     validation_fraction: float = option(0.1, "fraction of the training data held out for "
                                               "validation")
     patience: int = option(5, "epochs without validation improvement before stopping")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from apps.core import report
+from apps.core import plots
 from apps.core.explain import (
     METHODS,
     SIGNATURES,
@@ -46,7 +46,7 @@ def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir
         first, second = np.argsort(-outputs["probabilities"])[:2]
         if "tokens" in outputs:
             shown, path = str(item)[:80], out_dir / f"{number}_{method}.html"
-            report.write_token_page(outputs["tokens"], outputs["attributions"], str(item),
+            plots.write_token_page(outputs["tokens"], outputs["attributions"], str(item),
                                     f"{class_names[first]} "
                                     f"{outputs['probabilities'][first]:.2f} ({method})", path)
         else:
@@ -54,7 +54,7 @@ def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir
             title = (f"{Path(source).name}: {class_names[first]} "
                      f"{outputs['probabilities'][first]:.2f}, runner-up {class_names[second]} "
                      f"{outputs['probabilities'][second]:.2f} ({method})")
-            report.plot_attribution(outputs.get("explained_input", raw), outputs["attributions"],
+            plots.plot_attribution(outputs.get("explained_input", raw), outputs["attributions"],
                                     title, path, spectrogram="explained_input" in outputs)
         print(json.dumps({"input": shown, "class": class_names[first],
                           "probability": round(float(outputs["probabilities"][first]), 4),
@@ -198,7 +198,7 @@ def report_explanations(app, model, splits, run_dir: Path, rebuild, count: int) 
         mistake_maps = explained["attributions"]
         backgrounds = explained.get("explained_input", raw[worst])
     for rank, index in enumerate(worst):
-        report.plot_attribution(
+        plots.plot_attribution(
             backgrounds[rank], mistake_maps[rank],
             f"test {index}: said {names[predicted[index]]} "
             f"{probabilities[index, predicted[index]]:.2f}, truly {names[labels[index]]}",

@@ -1,7 +1,8 @@
 """How a run fits its model: one loop over the training phases, one optimizer factory, one set of
 callbacks (early stopping, best weights, history, backup), and two ways to run the epochs:
 Keras' `fit`, or a custom step for `MultiWorkerMirroredStrategy`, under which Keras 3's `fit`
-fails in TF 2.21 (keras-team/keras#20585). Both use the app's loss and metrics.
+fails in TF 2.21 (keras-team/keras#20585). Both use the model's `compute_loss` and the app's
+metrics.
 
 Phase "head" trains for `--epochs` (a pretrained backbone frozen); phase "fine_tune" follows for
 `--fine-tune-epochs` with the backbone's top `--fine-tune` layers unfrozen at
@@ -12,7 +13,6 @@ a finished phase leaves a marker and is not run again.
 import json
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,12 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import report
+from apps.core import rundir
 from apps.core.errors import RunError
 from apps.core.pipeline import input_pipeline
 
 _JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
-BEST_WEIGHTS = "best.weights.h5"
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -133,13 +132,13 @@ def _committed_history(run_dir: Path, backup_dir: Path, committed: int) -> list[
     CSVLogger writes an epoch's row just before BackupAndRestore saves that epoch; a run killed
     in between retrains the epoch on resume, so its row must go.
     """
-    history = report.read_history(run_dir / "history.csv")
+    history = rundir.read_history(run_dir / "history.csv")
     metadata = backup_dir / "training_metadata.json"
     if metadata.exists():
         committed = json.loads(metadata.read_text())["epoch"]
     kept = [row for row in history if row["epoch"] < committed]
     if len(kept) != len(history):
-        report.write_history(run_dir / "history.csv", kept)
+        rundir.write_history(run_dir / "history.csv", kept)
     return kept
 
 
@@ -157,7 +156,7 @@ def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dic
     selecting = [
         *schedule_callbacks(config),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        BestWeightsCheckpoint(model, run_dir / BEST_WEIGHTS, best_loss),
+        BestWeightsCheckpoint(model, run_dir / rundir.BEST_WEIGHTS, best_loss),
     ]
     return [
         EpochTimer(),
@@ -173,118 +172,6 @@ def keras_epochs(model, data: tuple, first_epoch: int, end_epoch: int, callbacks
     """Epochs `first_epoch`..`end_epoch - 1` with Keras' `fit`."""
     model.fit(data[0], validation_data=data[1], initial_epoch=first_epoch, epochs=end_epoch,
               shuffle=False, verbose=2, callbacks=callbacks)
-
-
-def _per_example_metric(name: str, loss: str):
-    """A compiled metric's name as a function giving one value per example ("accuracy" as Keras
-    resolves it for the loss; "mae", "mse" and the like are loss functions)."""
-    if name == "accuracy":
-        return (keras.metrics.sparse_categorical_accuracy if loss.startswith("sparse")
-                else keras.metrics.binary_accuracy)
-    return keras.losses.get(name)
-
-
-def distributed_epochs(strategy, app, config, name: str):
-    """Epochs with a custom step under `strategy` (tf.GradientTape in `strategy.run`, the loss
-    averaged over the global batch, the model's compiled optimizer), driving the same Keras
-    callbacks as `fit`: they see one `on_train_batch_end` per epoch with the epoch's logs."""
-
-    def run_epochs(model, data, first_epoch, end_epoch, callbacks):
-        loss = training_loss(app, config)
-        loss_function = loss.call if isinstance(loss, keras.losses.Loss) else keras.losses.get(loss)
-        metric_functions = {metric: _per_example_metric(metric, app.loss)
-                            for metric in app.metrics}
-
-        def sums(targets, outputs):
-            per_example = loss_function(targets, outputs)
-            totals = {"loss": tf.reduce_sum(per_example),
-                      "count": tf.cast(tf.size(per_example), tf.float32)}
-            for metric, function in metric_functions.items():
-                totals[metric] = tf.reduce_sum(tf.cast(function(targets, outputs), tf.float32))
-            return totals, per_example
-
-        def replica_step(inputs, targets):
-            with tf.GradientTape() as tape:
-                outputs = model(inputs, training=True)
-                totals, per_example = sums(targets, outputs)
-                loss = tf.nn.compute_average_loss(per_example)
-            gradients = tape.gradient(loss, model.trainable_variables)
-            model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return totals
-
-        @tf.function
-        def train_step(inputs, targets):
-            totals = strategy.run(replica_step, args=(inputs, targets))
-            return {key: strategy.reduce("SUM", value, axis=None) for key, value in totals.items()}
-
-        @tf.function
-        def evaluate_step(inputs, targets):
-            return sums(targets, model(inputs, training=False))[0]
-
-        def epoch_logs(dataset, step, prefix=""):
-            totals = {}
-            for inputs, targets in dataset:  # validation: every worker alone, weights are equal
-                for key, value in step(inputs, targets).items():
-                    totals[key] = totals.get(key, 0.0) + float(value)
-            count = totals.pop("count")
-            return {f"{prefix}{key}": value / count for key, value in totals.items()}
-
-        callback_list = keras.callbacks.CallbackList(callbacks, model=model)
-        model.stop_training = False
-        callback_list.on_train_begin()
-        first_epoch = model._initial_epoch or first_epoch  # set by BackupAndRestore, as in `fit`
-        for epoch in range(first_epoch, end_epoch):
-            callback_list.on_epoch_begin(epoch)
-            try:
-                logs = epoch_logs(_distributed(data[0], strategy), train_step)
-            except tf.errors.UnavailableError as error:  # a peer stopped: collectives abort
-                raise RunError(
-                    f"[{name}] lost a worker in epoch {epoch + 1}: "
-                    f"{str(error).splitlines()[0][:200]}. The run dir keeps every finished epoch: "
-                    f"run the same command on every worker again to resume.") from error
-            callback_list.on_train_batch_end(0, logs)
-            logs.update(epoch_logs(data[1], evaluate_step, "val_"))
-            callback_list.on_epoch_end(epoch, logs)
-            print(f"[{name}] epoch {epoch + 1}/{end_epoch}: " + ", ".join(
-                f"{key}={value:.4f}" for key, value in logs.items()), flush=True)
-            if model.stop_training:
-                break
-        callback_list.on_train_end()
-
-    return run_epochs
-
-
-def check_workers_agree(strategy, run_dir: Path, name: str) -> None:
-    """Refuses to start when the workers hold different resume states (they would wait on each
-    other forever): a worker that cannot read the chief's --run-dir would start afresh. Called
-    before any variable exists, as creating one already waits on every worker."""
-    epochs = len(report.read_history(run_dir / "history.csv"))
-    total = strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.constant(float(epochs)))),
-                            axis=None)
-    if float(total) != epochs * strategy.num_replicas_in_sync:
-        raise RunError(
-            f"[{name}] would resume after epoch {epochs}, the workers on average after epoch "
-            f"{float(total) / strategy.num_replicas_in_sync:g}: to resume, every worker must read "
-            f"the chief's --run-dir (a shared folder); or start afresh with a new --run-dir.")
-
-
-def copy_resume_state(run_dir: Path, private_dir: Path) -> None:
-    """Copies what `fit_phases` resumes from (history, phase markers, backups, best weights) from
-    the chief's run dir into a worker's private folder, so every worker restores the same epoch
-    and weights while only the chief writes the run dir."""
-    for path in run_dir.glob("*") if run_dir.is_dir() else ():
-        if path.name in ("history.csv", BEST_WEIGHTS) or path.name.startswith("phase_"):
-            shutil.copy2(path, private_dir / path.name)
-        elif path.name.startswith("backup_"):
-            shutil.copytree(path, private_dir / path.name)
-
-
-def _distributed(dataset: tf.data.Dataset, strategy) -> tf.distribute.DistributedDataset:
-    """Every worker reads the data and keeps its share of each global batch (DATA sharding: the
-    data are in memory, not in files that could be split between workers)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return strategy.experimental_distribute_dataset(dataset.with_options(options))
 
 
 def _cached_features(model: zoo.TransferClassifier, data: tuple, config) -> tuple:
@@ -306,8 +193,8 @@ def _cached_features(model: zoo.TransferClassifier, data: tuple, config) -> tupl
 
 def _load_best_weights(model, run_dir: Path) -> None:
     """The lowest-val_loss weights so far; none exist if no validation loss was ever finite."""
-    if (run_dir / BEST_WEIGHTS).exists():
-        model.load_weights(run_dir / BEST_WEIGHTS)
+    if (run_dir / rundir.BEST_WEIGHTS).exists():
+        model.load_weights(run_dir / rundir.BEST_WEIGHTS)
 
 
 def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: int,
@@ -351,9 +238,9 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
             raise RunError(
                 f"training diverged in epoch {len(history) + 1} ({error}). Nothing was exported; "
                 f"{run_dir} keeps the last finished epoch's backup and the best weights "
-                f"({BEST_WEIGHTS}). Re-run with a lower --learning-rate and a new --run-dir."
+                f"({rundir.BEST_WEIGHTS}). Re-run with a lower --learning-rate and a new --run-dir."
             ) from error
-        finished_epochs = len(report.read_history(run_dir / "history.csv"))
+        finished_epochs = len(rundir.read_history(run_dir / "history.csv"))
         feature_seconds += phase_feature_seconds
         marker.write_text(json.dumps({"epochs": finished_epochs,
                                       "feature_seconds": phase_feature_seconds}))

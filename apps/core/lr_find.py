@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 import zoo
-from apps.core import report
+from apps.core import plots
 from apps.core.errors import RunError
 from apps.core.fit import make_optimizer, training_loss
 from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
@@ -84,7 +84,7 @@ def find_learning_rate(app, config, start: float = 1e-7, end: float = 10.0,
               "learning_rates": [float(rate) for rate in test.rates[: len(test.losses)]],
               "smoothed_losses": [float(loss) for loss in test.losses]}
     (run_dir / "lr_find.json").write_text(json.dumps(result, indent=2) + "\n")
-    report.plot_curve(result["learning_rates"], result["smoothed_losses"], "learning rate",
+    plots.plot_curve(result["learning_rates"], result["smoothed_losses"], "learning rate",
                       "smoothed training loss", result["suggested_learning_rate"],
                       run_dir / "lr_find.png")
     print(f"[{app.name}] suggested --learning-rate {result['suggested_learning_rate']:.2g} "

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from apps.core import report
+from apps.core import plots
 from apps.core.errors import RunError
 
 
@@ -53,7 +53,7 @@ class Classification(OutputKind):
         probabilities = model.predict(test_data, verbose=0)
         labels = np.concatenate([y for _, y in test_data.as_numpy_iterator()])
         return {"class_names": splits.class_names,
-                "confusion_matrix": report.confusion_matrix(
+                "confusion_matrix": plots.confusion_matrix(
                     labels, probabilities.argmax(axis=1), len(splits.class_names)).tolist()}
 
     def card_section(self, metrics: dict) -> list[str]:
@@ -86,7 +86,7 @@ class Classification(OutputKind):
             ""]
 
     def plot(self, metrics: dict, run_dir) -> None:
-        report.plot_confusion(np.array(metrics["confusion_matrix"]), metrics["class_names"],
+        plots.plot_confusion(np.array(metrics["confusion_matrix"]), metrics["class_names"],
                               run_dir / "confusion_matrix.png")
 
     def predict_line(self, outputs: dict, index: int) -> dict:
@@ -178,7 +178,7 @@ class Generation(OutputKind):
                                f"give one of {', '.join(names)} (or its index).")
             inputs["class_id"] = tf.fill([arguments.count], class_id)
         images = generate(**inputs)["images"].numpy()
-        report.write_png(report.tile_images(images), arguments.out)
+        plots.write_png(plots.tile_images(images), arguments.out)
         print(json.dumps({"out": arguments.out, "count": len(images), "class_id": class_id,
                           "seeds": [arguments.seed, arguments.seed + len(images) - 1],
                           "shape": list(images.shape[1:])}))

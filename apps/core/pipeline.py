@@ -39,10 +39,17 @@ def _carve_validation(train: tf.data.Dataset, fraction: float, seed: int, train_
 
 
 def load_splits(app, config):
-    """The app's data with a validation split carved where it has none; refuses empty splits.
-    Returns the splits and their sizes."""
+    """The app's data (the first `--max-examples` of each split), with a validation split carved
+    where it has none; refuses empty splits. Returns the splits and their sizes."""
     splits = app.load_data(config)
     print(f"[{app.name}] data: {splits.source}", flush=True)
+    if config.max_examples:
+        if config.max_examples < 0:
+            raise RunError(f"--max-examples {config.max_examples}: give a count of at least 1, "
+                           f"or 0 for every example.")
+        for name in ("train", "validation", "test"):
+            if getattr(splits, name) is not None:
+                setattr(splits, name, getattr(splits, name).take(config.max_examples))
     train_size = count(splits.train)
     if splits.validation is None:
         splits.train, splits.validation = _carve_validation(

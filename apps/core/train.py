@@ -9,7 +9,6 @@ import dataclasses
 import datetime
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,50 +17,19 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import explain_report, export, report
+from apps.core import explain_report, export, report, rundir
 from apps.core.app import App
 from apps.core.config import check_model_options, in_cli_words
 from apps.core.errors import RunError
-from apps.core.fit import (
+from apps.core.fit import compile_model, fit_phases, keras_epochs
+from apps.core.multiworker import (
+    Role,
     check_workers_agree,
-    compile_model,
+    cluster_role,
     copy_resume_state,
     distributed_epochs,
-    fit_phases,
-    keras_epochs,
 )
 from apps.core.pipeline import cache_plan, input_pipeline, load_splits, training_augmentation
-
-
-@dataclasses.dataclass(frozen=True)
-class Role:
-    """This process's place in the run: `workers` processes train; the chief writes the run."""
-
-    task_type: str = "local"
-    task_index: int = 0
-    workers: int = 1
-    chief: bool = True
-
-
-def cluster_role() -> Role:
-    """This task's role from TF_CONFIG, or a RunError saying what to set. The chief is task
-    "chief", or worker 0 when there is none."""
-    text = os.environ.get("TF_CONFIG", "")
-    try:
-        tf_config = json.loads(text)
-        cluster, task = tf_config["cluster"], tf_config["task"]
-        task_type, task_index = task["type"], int(task["index"])
-        return Role(task_type, task_index,
-                    len(cluster.get("chief", [])) + len(cluster.get("worker", [])),
-                    task_type == "chief" or (not cluster.get("chief") and task_type == "worker"
-                                             and task_index == 0))
-    except (ValueError, KeyError, TypeError) as error:
-        raise RunError(
-            f"--distribute multiworker reads the cluster from TF_CONFIG, which is "
-            f"{'unset' if not text else 'not valid (' + str(error) + ')'}. Set it on every "
-            f"worker, e.g. TF_CONFIG='{{\"cluster\": {{\"worker\": [\"host1:12345\", "
-            f"\"host2:12345\"]}}, \"task\": {{\"type\": \"worker\", \"index\": 0}}}}' (index 1 on "
-            f"the second host).") from error
 
 
 def _strategy(config, role: Role) -> tuple[str, tf.distribute.Strategy]:
@@ -160,7 +128,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
             copy_resume_state(Path(config.run_dir), run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        report.write_config(run_dir / "config.json", app, config)
+        rundir.write_config(run_dir / "config.json", app, config)
         keras.utils.set_random_seed(config.seed)
         splits, sizes = load_splits(app, config)
         batch_size = config.batch_size * role.workers  # --batch-size is per worker
@@ -187,7 +155,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
                                          (*app_callbacks, *callbacks))
         if role.workers > 1:
             print(f"[{worker_name}] of {role.workers}: weights "
-                  f"sha256 {report.weights_digest(model)}", flush=True)
+                  f"sha256 {rundir.weights_digest(model)}", flush=True)
         if not role.chief:
             return {}
         if role.workers > 1:  # evaluated and exported outside the strategy, like a local run
@@ -209,7 +177,7 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     """Saves the trained (compiled) model, evaluates it on the test split, exports it and writes
     the report from history.csv; returns the metrics."""
     model.save(run_dir / "model.keras")
-    history = report.read_history(run_dir / "history.csv")
+    history = rundir.read_history(run_dir / "history.csv")
     train_seconds = extra_train_seconds + sum(row["epoch_seconds"] for row in history)
     evaluation = model.evaluate(test_data, return_dict=True, verbose=0)
     metrics = {f"test_{name}": float(value) for name, value in evaluation.items()}

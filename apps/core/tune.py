@@ -17,7 +17,7 @@ from pathlib import Path
 import keras_tuner
 
 import zoo
-from apps.core import report
+from apps.core import rundir
 from apps.core.errors import RunError
 from apps.core.train import check_options, train
 
@@ -75,7 +75,7 @@ class _TrainingTuner(keras_tuner.RandomSearch):
                               self.tune_dir / "exports")
         if not (trial_dir / "metrics.json").exists():
             train(self.app, config)
-        history = report.read_history(trial_dir / "history.csv")
+        history = rundir.read_history(trial_dir / "history.csv")
         return {"val_loss": min(row["val_loss"] for row in history)}
 
 

@@ -1,0 +1,182 @@
+"""Figure helpers for run reports and explanations (matplotlib, headless), and PNG writing."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels.astype(int), predictions.astype(int)), 1)
+    return matrix
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    metrics = [key for key in history[0] if key != "epoch" and not key.startswith("val_")
+               and key not in ("learning_rate", "epoch_seconds")]
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    epochs = [row["epoch"] + 1 for row in history]
+    for axis, metric in zip(axes[0], metrics):
+        axis.plot(epochs, [row.get(metric) for row in history], label="train")
+        if f"val_{metric}" in history[0]:
+            axis.plot(epochs, [row.get(f"val_{metric}") for row in history], label="validation")
+        axis.set(xlabel="epoch", title=metric)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
+    size = max(4, 0.5 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    axis.imshow(matrix, cmap="Blues")
+    ticks = range(len(class_names))
+    axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
+             title="confusion matrix (test)")
+    axis.set_xticklabels(class_names, rotation=45, ha="right")
+    axis.set_yticklabels(class_names)
+    for (row, column), count in np.ndenumerate(matrix):
+        axis.text(column, row, count, ha="center", va="center", fontsize=8,
+                  color="white" if count > matrix.max() / 2 else "black")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_series(panels: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
+    """One panel per (title, x, {label: y}), stacked vertically; the "truth" line in black."""
+    figure, axes = plt.subplots(len(panels), 1, figsize=(10, 3.5 * len(panels)), squeeze=False)
+    for axis, (title, x, lines) in zip(axes[:, 0], panels):
+        for label, y in lines.items():
+            axis.plot(x, y, label=label, **({"color": "black"} if label == "truth" else
+                                            {"alpha": 0.8}))
+        axis.set(title=title, xlabel="step")
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_curve(x, y, xlabel: str, ylabel: str, marked_x: float, path: Path) -> None:
+    """y against x on a logarithmic x axis, with a vertical line at `marked_x`."""
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(x, y)
+    axis.axvline(marked_x, color="red", linestyle="--", label=f"{marked_x:.2g}")
+    axis.set(xscale="log", xlabel=xlabel, ylabel=ylabel)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_heatmaps(maps, titles: list[str], xlabel: str, ylabel: str, path: Path) -> None:
+    """2-D maps [rows, columns] side by side (e.g. spectrograms: bins x frames), origin below."""
+    figure, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 3), squeeze=False)
+    for axis, values, title in zip(axes[0], maps, titles):
+        axis.imshow(values, origin="lower", aspect="auto")
+        axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
+                    path: Path) -> None:
+    """uint8 RGB images in rows of four, each with its own title and title colour."""
+    columns = 4
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows + 0.4),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, image, text, colour in zip(axes.flat, images, titles, colours):
+        axis.imshow(image)
+        axis.set_title(text, fontsize=8, color=colour)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_attribution(background: np.ndarray, attributions: np.ndarray, title: str, path: Path,
+                     spectrogram: bool = False) -> None:
+    """The input beside the input under its attribution map (positive part, red-yellow):
+    pixels as an image, a spectrogram [frames, bins] with time along the x axis."""
+    figure, axes = plt.subplots(1, 2, figsize=(9 if spectrogram else 7, 3.8))
+    evidence = np.clip(attributions, 0, None)
+    evidence = evidence / (evidence.max() or 1.0)
+    if spectrogram:
+        background, evidence = background.T, evidence.T
+        shown = {"origin": "lower", "aspect": "auto", "cmap": "gray"}
+    else:
+        background = background.squeeze()
+        shown = {"cmap": "gray"} if background.ndim == 2 else {}
+    for axis, overlay in zip(axes, (False, True)):
+        axis.imshow(background, **shown)
+        if overlay:
+            axis.imshow(evidence, cmap="hot", alpha=0.55,
+                        **({"origin": "lower", "aspect": "auto"} if spectrogram else {}))
+        axis.set(xticks=[], yticks=[], title="attribution" if overlay else "input",
+                 **({"xlabel": "time", "ylabel": "mel bin"} if spectrogram else {}))
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def write_token_page(tokens, attributions, text: str, verdict: str, path: Path) -> None:
+    """An HTML page with each token shaded by its attribution: green for the predicted class,
+    red against it (padding left out)."""
+    import html
+
+    scale = float(np.abs(attributions).max()) or 1.0
+    spans = []
+    for token, score in zip(tokens, attributions):
+        token = token.decode() if isinstance(token, bytes) else str(token)
+        if not token:
+            continue
+        colour = "0,160,60" if score >= 0 else "200,30,30"
+        spans.append(f'<span title="{score:+.4f}" style="background: rgba({colour},'
+                     f'{abs(score) / scale:.2f}); padding: 1px 2px">{html.escape(token)}</span>')
+    Path(path).write_text(
+        "<!doctype html><meta charset=utf-8><title>why: " + html.escape(verdict) + "</title>"
+        "<body style=\"font: 16px sans-serif; max-width: 50em; margin: 2em auto\">"
+        f"<p>{html.escape(text)}</p><h3>{html.escape(verdict)}</h3><p>{' '.join(spans)}</p>"
+        "<p style=\"color: #666\">green: evidence for the predicted class; red: against it; "
+        "hover a token for its score.</p></body>\n")
+
+
+def plot_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: Path) -> None:
+    """2-D points coloured by their integer label, with a colour bar."""
+    figure, axis = plt.subplots(figsize=(6, 5))
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
+    figure.colorbar(scatter, ax=axis, label="class")
+    axis.set(title=title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def tile_images(images: np.ndarray, columns: int = 8, scale: int = 2) -> np.ndarray:
+    """uint8 images [n, h, w, c] -> one uint8 image of `columns` per row with 2-pixel gaps,
+    each pixel repeated `scale` times each way (28-pixel digits stay legible)."""
+    count, height, width, channels = images.shape
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    tiled = np.full((rows * (height + 2), columns * (width + 2), channels), 255, np.uint8)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        tiled[row * (height + 2):row * (height + 2) + height,
+              column * (width + 2):column * (width + 2) + width] = image
+    return tiled.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def write_png(image: np.ndarray, path) -> None:
+    """A uint8 image [h, w, 1 or 3] as a PNG file."""
+    Path(path).write_bytes(tf.io.encode_png(image).numpy())
