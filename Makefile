@@ -30,7 +30,7 @@ $(INSTALLED): pyproject.toml | espeak browser
 	touch $@
 
 data-speech: $(INSTALLED) espeak
-	$(PYTHON) -m apps.speech_corpus
+	$(PYTHON) -m apps.core.sources.spoken_words
 
 $(addprefix train-,$(APPS)): train-%: $(INSTALLED)
 	$(PYTHON) -m apps $* train $(ARGS)

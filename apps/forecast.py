@@ -9,9 +9,7 @@ Export: `serving_default(window: float32 [batch, steps, 1] in original units)` -
 `forecast [batch, horizon]` in original units.
 """
 
-import csv
 import dataclasses
-import math
 from pathlib import Path
 
 import keras
@@ -20,7 +18,8 @@ import tensorflow as tf
 
 import zoo
 from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option, plots
-from apps.core.data import SAMPLES_DIR, resolve_source
+from apps.core.sources import SAMPLES_DIR, resolve_source
+from apps.core.sources.series import fill_gaps, read_column
 
 SAMPLE_CSV = SAMPLES_DIR / "co2" / "co2_weekly.csv"
 JENA_URL = ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
@@ -58,60 +57,6 @@ class AddLastValue(keras.layers.Layer):
         return changes + window[:, -1:, 0]
 
 
-DETECTION_ROWS = 1000  # rows that decide which columns are numeric, when --column is not given
-
-
-def _as_floats(cells: list[str]) -> np.ndarray:
-    """Cells as float64, with empty or non-numeric ones as NaN; one vectorised conversion when
-    every cell is a number (the usual case), cell by cell only otherwise."""
-    try:
-        return np.array(cells).astype("float64")
-    except ValueError:
-        def as_float(text):
-            try:
-                return float(text)
-            except ValueError:
-                return math.nan
-
-        return np.array([as_float(cell) for cell in cells], dtype="float64")
-
-
-def read_column(path: Path, column: str) -> tuple[np.ndarray, str]:
-    """One CSV column as floats (empty or non-numeric cells as NaN), read in one pass that keeps
-    only that column: a Jena-sized file (420k rows, 15 columns) loads in seconds. Without a
-    column name, the file's only mostly-numeric column (judged on its first rows)."""
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        columns = next(reader, [])
-        if not column:
-            head = [row for _, row in zip(range(DETECTION_ROWS), reader)]
-            numeric = [name for index, name in enumerate(columns)
-                       if np.isfinite(_as_floats([row[index] if index < len(row) else ""
-                                                  for row in head])).sum() > len(head) // 2]
-            if len(numeric) != 1:
-                raise DataError(f"{path}: give --column; numeric columns: {', '.join(numeric)}.")
-            column = numeric[0]
-            handle.seek(0)
-            next(reader)
-        if column not in columns:
-            raise DataError(f"{path}: no column {column!r} (--column). Columns: "
-                            f"{', '.join(columns)}.")
-        index = columns.index(column)
-        cells = [row[index] if index < len(row) else "" for row in reader]
-    return _as_floats(cells), column
-
-
-def _fill_gaps(values: np.ndarray, source: str) -> tuple[np.ndarray, int]:
-    """Linear interpolation over missing values; the ends take the nearest observed value."""
-    missing = np.isnan(values)
-    if missing.all():
-        raise DataError(f"{source}: the column has no numeric values.")
-    steps = np.arange(len(values))
-    filled = values.copy()
-    filled[missing] = np.interp(steps[missing], steps[~missing], values[~missing])
-    return filled, int(missing.sum())
-
-
 def _download_jena() -> Path:
     try:
         folder = keras.utils.get_file(origin=JENA_URL, extract=True)
@@ -137,7 +82,7 @@ def load_series(config) -> tuple[np.ndarray, str, int]:
     if path.is_dir():
         raise DataError(f"--data {config.data}: expected a CSV file with a header row, not a folder.")
     values, column = read_column(path, config.column or default_column)
-    values, gaps = _fill_gaps(values[:: config.stride], f"{path} column {column!r}")
+    values, gaps = fill_gaps(values[:: config.stride], f"{path} column {column!r}")
     return values.astype("float32"), f"{path} column {column!r} ({reason})", gaps
 
 
@@ -222,7 +167,7 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
 
 def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """CSV files of recent history (the one numeric column, gaps filled) -> [batch, steps, 1]."""
-    windows = [_fill_gaps(read_column(Path(path), "")[0], path)[0] for path in paths]
+    windows = [fill_gaps(read_column(Path(path), "")[0], path)[0] for path in paths]
     if len({len(window) for window in windows}) != 1:
         raise DataError(f"{', '.join(paths)}: give histories of equal length in one call.")
     return paths, np.stack(windows).astype("float32")[..., np.newaxis]

@@ -16,17 +16,13 @@ import dataclasses
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import zoo
 from apps import generative_quality
 from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
-from apps.core.data import load_tfds, resolve_source
 from apps.core.outputs import Generation
-from apps.mnist import CLASS_NAMES as DIGITS
-from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
-from apps.vision import folder_splits
+from apps.core.sources import digits, images, load_tfds, resolve_source
 
 
 @dataclasses.dataclass
@@ -69,21 +65,14 @@ def load_data(config) -> DataSplits:
                           class_names=info.features["label"].names,
                           source=f"TFDS {config.dataset} ({reason})")
     if source == "sample":
-        images, labels = read_split(SAMPLE_DIR, "t10k")
-        images = images[..., np.newaxis]
-
-        def pairs(part):
-            return prepare(tf.data.Dataset.from_tensor_slices((images[part], labels[part])))
-
-        return DataSplits(train=pairs(slice(SAMPLE_TRAIN_SIZE)),
-                          test=pairs(slice(SAMPLE_TRAIN_SIZE, None)), class_names=DIGITS,
-                          source=f"shipped sample {SAMPLE_DIR} ({reason})")
-    train, test, validation, class_names, skipped = folder_splits(Path(source), config,
-                                                                  min_classes=1)
-    return DataSplits(train=prepare(train), test=prepare(test),
-                      validation=prepare(validation) if validation is not None else None,
-                      class_names=class_names, facts={"skipped_files": skipped},
-                      source=f"image folder {source} ({reason})")
+        splits = digits.sample_splits(reason)
+    else:
+        splits = images.folder_splits(Path(source), config.image_size, config.seed, reason,
+                                      min_classes=1)
+    splits.train, splits.test = prepare(splits.train), prepare(splits.test)
+    if splits.validation is not None:
+        splits.validation = prepare(splits.validation)
+    return splits
 
 
 # The VAE's 16 (not the zoo's 2) lets reconstructions keep the digit (judged 0.92 against 0.57 on

@@ -16,25 +16,7 @@ import tensorflow as tf
 
 import zoo
 from apps.core import App, Classification, DataError, DataSplits, Explanation, Signature
-from apps.core.data import SAMPLES_DIR, find_file, load_tfds, read_idx, resolve_source
-
-CLASS_NAMES = [str(digit) for digit in range(10)]
-SAMPLE_DIR = SAMPLES_DIR / "mnist"
-SAMPLE_TRAIN_SIZE = 8000
-
-
-def _pairs(images: np.ndarray, labels: np.ndarray) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((images[..., np.newaxis], labels.astype("int64")))
-
-
-def read_split(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images [N, 28, 28] and labels [N] of one split ("train" or "t10k") of IDX files."""
-    images = read_idx(find_file(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = read_idx(find_file(folder, f"{prefix}-labels-idx1-ubyte"))
-    if images.shape[1:] != (28, 28) or len(images) != len(labels):
-        raise DataError(f"{folder}: {prefix} images {images.shape} and labels {labels.shape} "
-                        f"are not N x 28 x 28 digits with N labels.")
-    return images, labels
+from apps.core.sources import digits, load_tfds, resolve_source
 
 
 def load_data(config) -> DataSplits:
@@ -42,20 +24,10 @@ def load_data(config) -> DataSplits:
     if source == "tfds":
         (train, test), _ = load_tfds("mnist", ["train", "test"])
         return DataSplits(train=train, test=test, source=f"TFDS mnist ({reason})",
-                          class_names=CLASS_NAMES)
+                          class_names=digits.CLASS_NAMES)
     if source == "sample":
-        images, labels = read_split(SAMPLE_DIR, "t10k")
-        train = _pairs(images[:SAMPLE_TRAIN_SIZE], labels[:SAMPLE_TRAIN_SIZE])
-        test = _pairs(images[SAMPLE_TRAIN_SIZE:], labels[SAMPLE_TRAIN_SIZE:])
-        return DataSplits(train=train, test=test, class_names=CLASS_NAMES,
-                          source=f"shipped sample {SAMPLE_DIR} ({reason})")
-    folder = Path(source)
-    if not folder.is_dir():
-        raise DataError(f"--data {source}: expected a folder holding the MNIST IDX files "
-                        f"(train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...).")
-    return DataSplits(train=_pairs(*read_split(folder, "train")),
-                      test=_pairs(*read_split(folder, "t10k")),
-                      class_names=CLASS_NAMES, source=f"local IDX folder {folder} ({reason})")
+        return digits.sample_splits(reason)
+    return digits.idx_folder_splits(Path(source), reason)
 
 
 def build_model(config, splits: DataSplits) -> keras.Model:

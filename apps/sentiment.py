@@ -22,69 +22,12 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import App, Classification, DataError, DataSplits, Explanation, Signature
-from apps.core.data import SAMPLES_DIR, TEST_FRACTION, hold_out, load_tfds, resolve_source
+from apps.core import App, Classification, DataSplits, Explanation, Signature
+from apps.core.sources import SAMPLES_DIR, load_tfds, resolve_source, reviews
 
 CLASS_NAMES = ["negative", "positive"]
 SAMPLE_CSV = SAMPLES_DIR / "reviews" / "reviews.csv"
 UNSEEN_CSV = SAMPLES_DIR / "reviews" / "unseen.csv"
-LABELS = {"negative": 0, "neg": 0, "0": 0, "positive": 1, "pos": 1, "1": 1}
-TEXT_COLUMNS, LABEL_COLUMNS = ("text", "review", "sentence"), ("label", "sentiment", "polarity")
-
-
-def _texts_dataset(texts: list[str], labels: list[int]) -> tf.data.Dataset:
-    return tf.data.Dataset.from_tensor_slices((tf.constant(texts, tf.string),
-                                               np.array(labels, dtype="int64")))
-
-
-def _keep(text: str | None) -> bool:
-    return bool(text and text.strip())
-
-
-def _read_table(path: Path) -> dict[str, tuple[list, list]]:
-    """A CSV/TSV with text and label columns (and an optional split column) -> split -> pairs."""
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        columns = reader.fieldnames or []
-        text_column = next((name for name in TEXT_COLUMNS if name in columns), None)
-        label_column = next((name for name in LABEL_COLUMNS if name in columns), None)
-        if text_column is None or label_column is None:
-            raise DataError(f"{path}: needs a text column ({'/'.join(TEXT_COLUMNS)}) and a label "
-                            f"column ({'/'.join(LABEL_COLUMNS)}); found {', '.join(columns)}.")
-        splits = {"train": ([], []), "test": ([], [])}
-        skipped = 0
-        for row in reader:
-            label = LABELS.get(str(row[label_column]).strip().lower())
-            if label is None or not _keep(row[text_column]):
-                skipped += 1
-                continue
-            split = "test" if row.get("split") == "test" else "train"
-            splits[split][0].append(row[text_column])
-            splits[split][1].append(label)
-    return splits, skipped
-
-
-def _read_aclimdb(folder: Path) -> tuple[dict, int]:
-    """The aclImdb layout: {train,test}/{pos,neg}/*.txt, one review per file."""
-    splits, skipped = {"train": ([], []), "test": ([], [])}, 0
-    for split in splits:
-        for label_name, label in (("neg", 0), ("pos", 1)):
-            label_folder = folder / split / label_name
-            if not label_folder.is_dir():
-                raise DataError(f"--data {folder}: missing {label_folder}; expected the aclImdb "
-                                f"layout (train/pos, train/neg, test/pos, test/neg).")
-            for path in sorted(label_folder.glob("*.txt")):
-                try:
-                    text = path.read_text(encoding="utf-8")
-                except (UnicodeDecodeError, OSError):
-                    text = None
-                if not _keep(text):
-                    skipped += 1
-                    continue
-                splits[split][0].append(text)
-                splits[split][1].append(label)
-    return splits, skipped
 
 
 def load_data(config) -> DataSplits:
@@ -94,18 +37,8 @@ def load_data(config) -> DataSplits:
         return DataSplits(train=train, test=test, class_names=CLASS_NAMES,
                           source=f"TFDS imdb_reviews ({reason})")
     path = SAMPLE_CSV if source == "sample" else Path(source)
-    splits, skipped = _read_aclimdb(path) if path.is_dir() else _read_table(path)
-    facts = {"skipped_texts": skipped}
-    if not splits["test"][0]:
-        texts, labels = splits["train"]
-        kept, held_out = hold_out(len(texts), config.seed)
-        splits = {part: ([texts[i] for i in indices], [labels[i] for i in indices])
-                  for part, indices in (("train", kept), ("test", held_out))}
-        facts["split_rule"] = (f"no split column: a seeded {TEST_FRACTION:.0%} of the rows "
-                               f"(--seed {config.seed}), {len(held_out)} reviews")
     kind = "shipped sample" if source == "sample" else "local reviews"
-    return DataSplits(train=_texts_dataset(*splits["train"]), test=_texts_dataset(*splits["test"]),
-                      class_names=CLASS_NAMES, source=f"{kind} {path} ({reason})", facts=facts)
+    return reviews.review_splits(path, config.seed, CLASS_NAMES, f"{kind} {path} ({reason})")
 
 
 def build_model(config, splits: DataSplits) -> keras.Model:
@@ -141,7 +74,7 @@ def _unseen_accuracy(model) -> float:
     with UNSEEN_CSV.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     probabilities = model.predict(tf.constant([row["text"] for row in rows]), verbose=0)
-    labels = np.array([LABELS[row["label"]] for row in rows])
+    labels = np.array([reviews.LABELS[row["label"]] for row in rows])
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 
@@ -156,7 +89,7 @@ def read_inputs(inputs: list[str]) -> tuple[list[str], np.ndarray]:
     for item in inputs:
         path = Path(item)
         if path.is_file():
-            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines() if _keep(line))
+            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines() if reviews.keep(line))
         else:
             texts.append(item)
     return texts, np.array(texts, dtype=object)

@@ -34,9 +34,8 @@ from apps.core import (
     option,
     plots,
 )
-from apps.core.data import TEST_FRACTION, hold_out, load_tfds, resolve_source
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+from apps.core.sources import TEST_FRACTION, load_tfds, resolve_source
+from apps.core.sources.images import decode, folder_splits, resized, stored
 
 
 @dataclasses.dataclass
@@ -50,73 +49,6 @@ class VisionConfig(TrainConfig):
     weights: str = option("imagenet", "weights of a built-in backbone: imagenet, none, or a "
                                       "weights file (e.g. a run's backbone.weights.h5)")
     augment_strength: float = option(0.1, "rotation/zoom/contrast factor of the augmentation")
-
-
-def _stored(pixels, size: int):
-    """An image [h, w, 3] as the data pipeline keeps it: resized, and uint8 again, so a cached
-    split takes a quarter of the memory of float32 (the model casts its input)."""
-    resized = _resized(pixels[None], size)[0]
-    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
-
-
-def _resized(pixels, size: int):
-    """uint8 or float pixels [batch, h, w, 3] -> float32 [batch, size, size, 3] in [0, 255].
-    Plain bilinear, as `image_dataset_from_directory` resizes, and a LiteRT built-in op (the
-    antialiased resize is not)."""
-    return tf.image.resize(tf.cast(pixels, tf.float32), (size, size))
-
-
-def _decode(image_bytes):
-    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-
-
-def _class_files(folder: Path, class_names: list[str]) -> list[tuple[str, int]]:
-    return [(str(path), label) for label, name in enumerate(class_names) if (folder / name).is_dir()
-            for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
-
-
-def folder_splits(folder: Path, config, min_classes: int = 2) -> tuple:
-    """(train, test, validation or None, class names, skipped files): class folders split by
-    seed, or the folder's own train/ and test/ (and optional validation/) parts; corrupt images
-    dropped (and counted) where they are decoded. With `min_classes` 1, a folder of images
-    without class folders is one class named after it. Images are RGB uint8 resized to
-    `config.image_size`."""
-    halves = (folder / "train").is_dir() and (folder / "test").is_dir()
-    class_root = folder / "train" if halves else folder
-    class_names = sorted(path.name for path in class_root.iterdir()
-                         if path.is_dir() and not path.name.startswith("."))
-    if not class_names and min_classes == 1:
-        folder, class_names = folder.parent, [folder.name]
-    validation_files = []
-    if halves:
-        train_files = _class_files(folder / "train", class_names)
-        test_files = _class_files(folder / "test", class_names)
-        validation_files = _class_files(folder / "validation", class_names)
-    else:
-        files = _class_files(folder, class_names)
-        kept, held_out = hold_out(len(files), config.seed)
-        train_files = [files[index] for index in kept]
-        test_files = [files[index] for index in held_out]
-    if len(class_names) < min_classes or not train_files or not test_files:
-        raise DataError(f"--data {folder}: expected one subfolder of images per class (at least "
-                        f"{min_classes}), optionally inside train/ and test/; found "
-                        f"{len(class_names)} class folders, {len(train_files)} training and "
-                        f"{len(test_files)} test images.")
-
-    def images(files):
-        paths = tf.constant([path for path, _ in files])
-        labels = tf.constant([label for _, label in files], tf.int64)
-        dataset = tf.data.Dataset.from_tensor_slices((paths, labels)).map(
-            lambda path, label: (
-                _stored(_decode(tf.io.read_file(path)), config.image_size), label),
-            num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.ignore_errors(log_warning=True)
-
-    train, test = images(train_files), images(test_files)
-    validation = images(validation_files) if validation_files else None
-    readable = sum(1 for split in (train, test, validation) if split is not None for _ in split)
-    total = len(train_files) + len(test_files) + len(validation_files)
-    return train, test, validation, class_names, total - readable
 
 
 def load_data(config) -> DataSplits:
@@ -133,7 +65,7 @@ def load_data(config) -> DataSplits:
 
         def resize(image, label):
             image = tf.image.grayscale_to_rgb(image) if grey else image
-            return _stored(image, config.image_size), label
+            return stored(image, config.image_size), label
 
         return DataSplits(train=train.map(resize, num_parallel_calls=tf.data.AUTOTUNE),
                           test=test.map(resize, num_parallel_calls=tf.data.AUTOTUNE),
@@ -142,10 +74,7 @@ def load_data(config) -> DataSplits:
     if source == "sample":
         raise DataError("The vision app ships no sample: give --data PATH to a folder with one "
                         "subfolder of images per class, or --data tfds on a machine with network.")
-    train, test, validation, class_names, skipped = folder_splits(Path(source), config)
-    return DataSplits(train=train, test=test, validation=validation, class_names=class_names,
-                      source=f"local image folder {source} ({reason})",
-                      facts={"skipped_files": skipped})
+    return folder_splits(Path(source), config.image_size, config.seed, reason)
 
 
 def build_model(config, splits: DataSplits) -> keras.Model:
@@ -234,12 +163,12 @@ def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
 
 
 def _pixels_to_model_input(pixels, model):
-    return _resized(pixels, model.input_shape[1])
+    return resized(pixels, model.input_shape[1])
 
 
 def _bytes_to_model_input(image_bytes, model):
     size = model.input_shape[1]
-    return tf.map_fn(lambda one: _resized(_decode(one)[None], size)[0], image_bytes,
+    return tf.map_fn(lambda one: resized(decode(one)[None], size)[0], image_bytes,
                      fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
 
 
@@ -258,7 +187,7 @@ APP = App(
         "serving_bytes": Signature(tf.TensorSpec([None], tf.string, "image_bytes"),
                                    _bytes_to_model_input),
     },
-    explanation=Explanation(served_input=lambda image_bytes: _decode(image_bytes).numpy()),
+    explanation=Explanation(served_input=lambda image_bytes: decode(image_bytes).numpy()),
     read_inputs=read_inputs,
     predict_signature="serving_bytes",
     config_class=VisionConfig,

@@ -118,7 +118,7 @@ def write_digits_folder(count: int = 1800) -> None:
         return
     import tensorflow as tf
 
-    from apps.mnist import SAMPLE_DIR, read_split
+    from apps.core.sources.digits import SAMPLE_DIR, read_split
 
     images, labels = read_split(SAMPLE_DIR, "t10k")
     order = np.random.default_rng(0).permutation(count)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.forecast import read_column
-from apps.speech import SAMPLE_RATE, stream_clips
-from apps.speech_corpus import write_wav
+from apps.core.sources.series import read_column
+from apps.core.sources.speech_commands import stream_clips
+from apps.core.sources.spoken_words import SAMPLE_RATE, write_wav
 from bench.results import write_and_print_rows
 
 RESULTS = Path(__file__).with_name("full_size.json")

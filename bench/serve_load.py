@@ -24,7 +24,7 @@ import requests
 
 from apps import get_app
 from apps.core import resolve_config, train
-from apps.mnist import SAMPLE_DIR, read_split
+from apps.core.sources.digits import SAMPLE_DIR, read_split
 from bench.results import write_results
 from serving import wait_ready
 

@@ -26,7 +26,7 @@ from tests.conftest import (
 
 
 def mnist_examples(folder):
-    from apps.mnist import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
+    from apps.core.sources.digits import SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
 
     images, labels = read_split(SAMPLE_DIR, "t10k")
     images, labels = images[SAMPLE_TRAIN_SIZE:][:8], labels[SAMPLE_TRAIN_SIZE:][:8]
@@ -38,11 +38,11 @@ def mnist_examples(folder):
 
 
 def speech_examples(folder):
-    from apps import speech_corpus
-    from apps.speech import read_wav
+    from apps.core.sources import spoken_words
+    from apps.core.sources.speech_commands import read_wav
 
     words = ("yes", "no", "left", "right", "stop")
-    paths = [sorted((speech_corpus.DEFAULT_DIR / word).glob("*f3*.wav"))[0] for word in words]
+    paths = [sorted((spoken_words.DEFAULT_DIR / word).glob("*f3*.wav"))[0] for word in words]
     waveforms = np.stack([read_wav(path) for path in paths])
     return waveforms, waveforms, paths, list(words)
 

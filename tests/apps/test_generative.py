@@ -52,7 +52,7 @@ def test_vae_reconstructs_held_out_digits_and_exports_its_three_signatures(sampl
     assert all(f"`{name}`" in card for name in ("generate", "reconstruct", "encode"))
     assert "small_cnn" in card and "reconstruction_accuracy" in card
 
-    from apps.mnist import SAMPLE_DIR, read_split
+    from apps.core.sources.digits import SAMPLE_DIR, read_split
 
     digits = read_split(SAMPLE_DIR, "t10k")[0][-4:]
     served = call_signatures(metrics["export_path"], {

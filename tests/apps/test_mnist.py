@@ -8,7 +8,7 @@ import pytest
 
 from apps import get_app
 from apps.core import DataError, resolve_config, train
-from apps.mnist import SAMPLE_DIR, read_split
+from apps.core.sources.digits import SAMPLE_DIR, read_split
 from tests.conftest import REPO_ROOT
 
 APP = get_app("mnist")

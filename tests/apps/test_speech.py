@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps import get_app, speech_corpus
+from apps import get_app
 from apps.core import DataError, resolve_config, train
-from apps.speech import CLASS_NAMES, load_folder, read_wav
+from apps.core.sources import spoken_words
+from apps.core.sources.speech_commands import CLASS_NAMES, load_folder, read_wav
 from tests.conftest import REPO_ROOT
 
 APP = get_app("speech")
@@ -28,14 +29,14 @@ def test_default_model_recognises_held_out_voices(sample_run):
     assert (REPO_ROOT / config.run_dir / "confusion_matrix.png").stat().st_size > 0
     for listed in ("validation_list.txt", "testing_list.txt"):  # the folder's own lists, used
         assert sorted((REPO_ROOT / config.run_dir / listed).read_text().split()) == sorted(
-            (speech_corpus.DEFAULT_DIR / listed).read_text().split())
+            (spoken_words.DEFAULT_DIR / listed).read_text().split())
 
 
 @pytest.mark.slow
 def test_generated_split_keeps_test_voices_out_of_training():
-    folder = speech_corpus.DEFAULT_DIR
+    folder = spoken_words.DEFAULT_DIR
     if not folder.exists():
-        speech_corpus.generate(folder)
+        spoken_words.generate(folder)
     testing = set((folder / "testing_list.txt").read_text().split())
     validation = set((folder / "validation_list.txt").read_text().split())
     every_clip = {f"{path.parent.name}/{path.name}" for path in folder.glob("*/*.wav")
@@ -48,7 +49,7 @@ def test_generated_split_keeps_test_voices_out_of_training():
     assert testing and validation and training
     assert not voices(testing) & voices(training)
     assert not voices(validation) & voices(training)
-    assert {name.split("/")[0] for name in testing} >= set(speech_corpus.COMMANDS)
+    assert {name.split("/")[0] for name in testing} >= set(spoken_words.COMMANDS)
 
 
 def _write(path, samples, rate=16000, channels=1, width=2):
@@ -113,9 +114,9 @@ def test_tfds_source_loads_through_tfds(run_paths):
 
 
 def test_missing_espeak_says_how_to_install_it(monkeypatch, tmp_path):
-    monkeypatch.setattr(speech_corpus.shutil, "which", lambda name: None)
+    monkeypatch.setattr(spoken_words.shutil, "which", lambda name: None)
     with pytest.raises(DataError, match="espeak-ng is not installed: run `make setup`"):
-        speech_corpus.generate(tmp_path / "speech")
+        spoken_words.generate(tmp_path / "speech")
 
 
 def _wav_bytes(samples: np.ndarray, rate: int, bits: int, extensible: bool = False) -> bytes:

@@ -12,8 +12,8 @@ import tensorflow as tf
 import zoo
 from apps import get_app
 from apps.core import DataError, RunError, resolve_config, train
-from apps.mnist import SAMPLE_DIR as MNIST_SAMPLE_DIR
-from apps.mnist import read_split
+from apps.core.sources.digits import SAMPLE_DIR as MNIST_SAMPLE_DIR
+from apps.core.sources.digits import read_split
 from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN, run_python
 
 APP = get_app("vision")

@@ -83,7 +83,7 @@ def server(tmp_path_factory):
 
 
 def digits(count: int) -> np.ndarray:
-    from apps.mnist import SAMPLE_DIR, read_split
+    from apps.core.sources.digits import SAMPLE_DIR, read_split
 
     return read_split(SAMPLE_DIR, "t10k")[0][:count]
 
@@ -267,7 +267,7 @@ def test_the_demo_page_calls_every_model_from_a_real_browser(server, browser, tm
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from apps.speech_corpus import write_wav
+    from apps.core.sources.spoken_words import write_wav
 
     url, _ = server
     browser.get(url.removesuffix("/v1/models") + "/")

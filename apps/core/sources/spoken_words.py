@@ -6,7 +6,7 @@ written as one-second 16 kHz mono WAVs in one folder per word, with `_background
 `validation_list.txt` / `testing_list.txt`. The split is by voice variant: the validation and test
 variants are never heard in training.
 
-    python -m apps.speech_corpus [--out data/generated/speech_commands]
+    python -m apps.core.sources.spoken_words [--out data/generated/speech_commands]
 """
 
 import argparse
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from apps.core.data import REPO_ROOT
 from apps.core.errors import DataError
+from apps.core.sources import REPO_ROOT
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one",

@@ -1,15 +1,20 @@
-"""Data helpers shared by the apps: choosing the source, TFDS, local files, seeded hold-outs."""
+"""Where an app's data comes from, and one reader per data format, each returning `DataSplits`
+or the arrays an app builds them from. Apps, bench and tests read data only through here.
 
-import gzip
+Here: choosing the source (`--data auto | tfds | sample | PATH`), TFDS, seeded hold-outs.
+Readers: `digits` (IDX files and the shipped MNIST sample), `images` (class folders),
+`speech_commands` (Speech Commands folders, WAV files), `spoken_words` (the espeak-ng corpus
+generator), `series` (CSV columns), `reviews` (review CSV/TSV files and aclImdb folders).
+"""
+
 import socket
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from apps.core.errors import DataError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLES_DIR = REPO_ROOT / "data"
 
 
@@ -51,30 +56,6 @@ def load_tfds(name: str, splits: list[str], as_supervised: bool = True):
 
     datasets, info = tfds.load(name, split=splits, as_supervised=as_supervised, with_info=True)
     return datasets, info
-
-
-def read_idx(path: Path) -> np.ndarray:
-    """Reads an IDX file (the MNIST format), gzip-compressed or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            content = handle.read()
-        magic, = struct.unpack(">I", content[:4])
-        if magic >> 8 != 0x08:
-            raise ValueError(f"magic number {magic:#x} is not an unsigned-byte IDX file")
-        num_dims = magic & 0xFF
-        dims = struct.unpack(">" + "I" * num_dims, content[4 : 4 + 4 * num_dims])
-        return np.frombuffer(content[4 + 4 * num_dims :], dtype=np.uint8).reshape(dims)
-    except (OSError, ValueError, struct.error) as error:
-        raise DataError(f"{path}: not a readable IDX file ({error}).") from error
-
-
-def find_file(folder: Path, stem: str) -> Path:
-    """`folder/stem` or `folder/stem.gz`, or a DataError naming both."""
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.exists():
-            return candidate
-    raise DataError(f"{folder}: missing {stem} (or {stem}.gz). Expected the dataset's usual layout.")
 
 
 TEST_FRACTION = 0.15
