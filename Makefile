@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast generative
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test list serve browser bench bench-compare bench-transfer clean data-speech espeak explain-examples $(addprefix train-,$(APPS))
+.PHONY: setup test test-fast list serve browser bench bench-compare bench-floors bench-transfer clean data-speech espeak explain-examples $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -43,10 +43,16 @@ serve: $(INSTALLED)
 	$(PYTHON) -m apps serve --model-dir saved_models $(ARGS)
 
 # Lint (ruff: pyflakes, pycodestyle, import order), then the tests on two workers; tests that
-# share an app's training runs stay on one worker (xdist_group).
+# share an app's training runs stay on one worker (xdist_group). make test runs everything, the
+# quality floors on each app's default run included; make test-fast runs the tests of mechanics
+# alone, on tiny configurations.
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
+
+test-fast: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=10 -m "not floor" $(PYTEST_ARGS)
 
 # The README's attribution pictures, from the exports under saved_models/ (train the apps first).
 explain-examples: $(INSTALLED) browser
@@ -68,6 +74,10 @@ bench: $(INSTALLED)
 
 bench-compare: $(INSTALLED)
 	$(PYTHON) -m bench.compare $(ARGS)
+
+# Each quality floor of make test on its default run with seeds 42, 1 and 2 (bench/floors.json).
+bench-floors: $(INSTALLED)
+	$(PYTHON) -m bench.floors $(ARGS)
 
 bench-transfer: $(INSTALLED)
 	$(PYTHON) -m bench.transfer_vs_scratch $(ARGS)

@@ -84,16 +84,27 @@ def run_paths(tmp_path):
 
 
 # Explanations (the export's explain signatures, the report's figures) are made in the runs the
-# tests check them in: each app's default run (figures asserted for mnist and sentiment, a few
-# examples elsewhere) and the vision folder run; the other runs skip them (--explain-examples 0).
+# tests check them in: the default runs whose faithfulness floors are checked, and the tiny runs
+# of the end-to-end test; the other runs skip them (--explain-examples 0).
 EXPLAINED_DEFAULT_RUNS = {"mnist": 100, "sentiment": 8, "speech": 8}
+
+# The tiny configuration of each app for tests of mechanics (the fast tier): a few hundred
+# examples, one epoch, small models; seconds each. Sentiment's uses a one-layer BERT preset
+# (`tiny_bert_preset`) and vision's a folder of generated pictures (`image_folder`).
+TINY_RUNS = {
+    "mnist": {"model": "mnist_mlp", "epochs": 1, "max_examples": 500, "explain_examples": 4},
+    "speech": {"epochs": 1, "max_examples": 240, "explain_examples": 2},
+    "forecast": {"epochs": 1, "model_arg": ["units=8"]},
+    "generative": {"epochs": 1, "judge_epochs": 1, "max_examples": 512},
+    "sentiment": {"epochs": 1, "fine_tune_epochs": 1, "explain_examples": 2},
+}
 
 
 @pytest.fixture(scope="session")
 def sample_run(tmp_path_factory):
     """`sample_run(app_name, **options)` trains the app on its shipped sample (or the options'
     --data) once per distinct configuration in the whole session and returns (config, metrics):
-    the accuracy floors and the end-to-end checks share each run."""
+    each default run is shared by the floors checked on it, each tiny run by the mechanics."""
     from apps import get_app
     from apps.core import resolve_config, train
 
@@ -155,3 +166,35 @@ def image_folder(tmp_path_factory):
 
 
 VISION_FOLDER_RUN = {"model": "small_cnn", "image_size": 32, "epochs": 6, "explain_examples": 8}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_preset(tmp_path_factory):
+    """A one-layer BERT preset whose vocabulary is the sample reviews' words."""
+    import csv
+
+    from apps.core.sources import SAMPLES_DIR
+
+    words = set()
+    with (SAMPLES_DIR / "reviews" / "reviews.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            words.update(row["text"].lower().split())
+    return write_tiny_bert_preset(tmp_path_factory.mktemp("tiny_bert"), words)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(sample_run, request):
+    """`tiny_run(app_name)`: the app's shared tiny run (TINY_RUNS) on its sample, or for vision
+    on `image_folder`; (config, metrics)."""
+
+    def run(app_name: str):
+        if app_name == "vision":
+            return sample_run("vision", data=str(request.getfixturevalue("image_folder")),
+                              **VISION_FOLDER_RUN)
+        options = dict(TINY_RUNS[app_name])
+        if app_name == "sentiment":
+            options["model_arg"] = [f"backbone={request.getfixturevalue('tiny_bert_preset')}",
+                                    "sequence_length=32"]
+        return sample_run(app_name, **options)
+
+    return run

@@ -60,6 +60,23 @@ class BestWeightsCheckpoint(keras.callbacks.Callback):
             os.replace(partial, self.path)
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore whose weights and metadata files are each written beside and
+    renamed into place, so a run killed while saving keeps its last whole backup. (Keras'
+    `double_checkpoint` keeps a copy of the previous save, which cannot help when the first save
+    is cut off: the next start then fails on a half-written weights file.)"""
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        partial = f"{self._weights_path}.partial.weights.h5"
+        self.model.save_weights(partial, overwrite=True)
+        os.replace(partial, self._weights_path)
+        partial = f"{self._training_metadata_path}.partial"
+        Path(partial).write_text(json.dumps({"epoch": self._current_epoch,
+                                             "batch": self._last_batch_seen}))
+        os.replace(partial, self._training_metadata_path)
+
+
 def learning_rate_schedule(config, peak: float, total_steps: int):
     """`--schedule` over `total_steps` (warm-up included) peaking at `peak`; a float for plateau,
     whose rate ReduceLROnPlateau changes between epochs."""
@@ -149,9 +166,12 @@ def schedule_callbacks(config) -> list:
     return [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=2)]
 
 
-def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dict]):
-    """The runner's callbacks. A model whose validation loss says nothing of its quality (a GAN's
-    `has_validation_loss = False`) trains every epoch and keeps the last weights."""
+def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dict],
+               extra: tuple = ()):
+    """The runner's callbacks, with `extra` ones (the app's, the caller's) before the backup, so
+    an epoch is committed only once all of them are done with it. A model whose validation loss
+    says nothing of its quality (a GAN's `has_validation_loss = False`) trains every epoch and
+    keeps the last weights."""
     best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
     selecting = [
         *schedule_callbacks(config),
@@ -164,7 +184,8 @@ def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dic
         *(selecting if getattr(model, "has_validation_loss", True) else []),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
-        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True),
+        *extra,
+        AtomicBackupAndRestore(str(backup_dir)),
     ]
 
 
@@ -228,7 +249,7 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
             fitted, fitted_data = _cached_features(model, data, config)
             phase_feature_seconds = time.perf_counter() - started
         compile_model(fitted, app, config, learning_rate, steps_per_epoch * epochs)
-        callbacks = [*_callbacks(model, run_dir, backup_dir, config, history), *extra_callbacks]
+        callbacks = _callbacks(model, run_dir, backup_dir, config, history, extra_callbacks)
         fitted._initial_epoch = None  # BackupAndRestore sets it; an earlier phase's must not stay
         try:
             run_epochs(fitted, fitted_data, finished_epochs, finished_epochs + epochs, callbacks)

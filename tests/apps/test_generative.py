@@ -1,6 +1,6 @@
-"""The generative app: the VAE and the conditional GAN on the shipped sample with the defaults
-(the quality floors, the report, the export's signatures in a fresh process, `predict`), a
-SIGKILLed GAN run resumed, the DCGAN on a folder of colour images, and the CLI's errors."""
+"""The generative app: the floors of the VAE, the conditional GAN and the DCGAN on their default
+runs; the export's signatures in a fresh process, a SIGKILLed cgan run resumed, `predict`, the
+DCGAN on a folder of colour images, TFDS, and the CLI's errors, on tiny runs."""
 
 import json
 import signal
@@ -12,7 +12,13 @@ import keras
 import numpy as np
 import pytest
 
+import zoo  # noqa: F401  (registers the zoo's VAE and GAN classes for load_model)
 from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
+
+# The resumed run's last d_loss and g_loss against an uninterrupted run's: 0.006 and 0.013 apart
+# in each of 3 kills after epoch 1 (the resumed run restarts the noise generator and the
+# shuffling; its weights and optimizer state are restored), so 0.05 leaves a 4x margin.
+RESUME_LOSS_TOLERANCE = 0.05
 
 SIGNATURES_IN_FRESH_PROCESS = """
 import json, sys, numpy as np, tensorflow as tf
@@ -37,8 +43,8 @@ def call_signatures(export_path, calls: dict, tmp_path) -> dict:
     return dict(np.load(tmp_path / "outputs.npz"))
 
 
-def test_vae_reconstructs_held_out_digits_and_exports_its_three_signatures(sample_run,
-                                                                          tmp_path):
+@pytest.mark.floor
+def test_vae_reconstructs_held_out_digits(sample_run):
     config, metrics = sample_run("generative")
     assert config.model == "vae"
     assert metrics["reconstruction_accuracy"] >= 0.90, metrics
@@ -52,6 +58,10 @@ def test_vae_reconstructs_held_out_digits_and_exports_its_three_signatures(sampl
     assert all(f"`{name}`" in card for name in ("generate", "reconstruct", "encode"))
     assert "small_cnn" in card and "reconstruction_accuracy" in card
 
+
+def test_vae_exports_its_three_signatures(tiny_run, tmp_path):
+    config, metrics = tiny_run("generative")
+    assert config.model == "vae"
     from apps.core.sources.digits import SAMPLE_DIR, read_split
 
     digits = read_split(SAMPLE_DIR, "t10k")[0][-4:]
@@ -63,7 +73,7 @@ def test_vae_reconstructs_held_out_digits_and_exports_its_three_signatures(sampl
     assert generated.dtype == np.uint8 and generated.shape == (3, 28, 28, 1)
     assert np.array_equal(generated[0], generated[1]) and not np.array_equal(generated[0],
                                                                              generated[2])
-    model = keras.saving.load_model(run_dir / "model.keras")
+    model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
     expected = model.predict({"images": digits[..., None] / 255.0, "labels": np.zeros(4)},
                              verbose=0)
     np.testing.assert_allclose(served["encode.mean"], expected["mean"], atol=1e-4)
@@ -73,34 +83,61 @@ def test_vae_reconstructs_held_out_digits_and_exports_its_three_signatures(sampl
                   - np.round(expected["reconstruction"][..., 0] * 255)).max() <= 1
 
 
-def _history_epochs(run_dir):
+def _history(run_dir):
     history = run_dir / "history.csv"
-    return len(history.read_text().split()[1:]) if history.exists() else 0
+    return [row.split(",") for row in history.read_text().split()] if history.exists() else []
 
 
-def test_killed_cgan_run_resumes_and_draws_the_class_asked_for(tmp_path, capsys):
-    """The default cgan run, SIGKILLed after its second epoch and run again: it resumes, and
-    meets the floors."""
+@pytest.mark.floor
+def test_cgan_draws_the_class_asked_for(sample_run):
+    """The default cgan run: the judge reads the class asked for in its images."""
+    config, metrics = sample_run("generative", model="cgan")
+    assert metrics["class_consistency"] >= 0.90, metrics
+    assert metrics["fid"] < 0.5 * metrics["fid_untrained"], metrics
+    assert len(list((REPO_ROOT / config.run_dir / "samples").glob("epoch_*.png"))) == 10
+
+
+TINY_CGAN = ["--model", "cgan", "--data", "sample", "--epochs", "3", "--max-examples", "1024",
+             "--judge-epochs", "0", "--explain-examples", "0"]
+
+
+def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
+    """A cgan run SIGKILLed after its first epoch and run again: no epoch twice, one history,
+    the optimizer's state restored (its step count is the whole run's), losses as an
+    uninterrupted run's; then `predict` draws the class asked for."""
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-m", "apps", "generative", "train", "--model", "cgan", "--data",
-               "sample", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
+    command = [sys.executable, "-m", "apps", "generative", "train", *TINY_CGAN,
+               "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
+    backup = run_dir / "backup_head" / "training_metadata.json"
     deadline = time.time() + 300
-    while _history_epochs(run_dir) < 2 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
+    while not backup.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert 2 <= _history_epochs(run_dir) < 10
+    assert 1 <= json.loads(backup.read_text())["epoch"] < 3
 
     resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Epoch 1/10" not in resumed.stdout
+    assert "Epoch 1/3" not in resumed.stdout
     metrics = read_json(run_dir / "metrics.json")
-    assert metrics["resumed"] is True and metrics["epochs_trained"] == 10
-    assert metrics["class_consistency"] >= 0.90, metrics
-    assert metrics["fid"] < 0.5 * metrics["fid_untrained"], metrics
-    assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 10
+    assert metrics["resumed"] is True and metrics["epochs_trained"] == 3
+    history = _history(run_dir)
+    assert [row[0] for row in history[1:]] == ["0", "1", "2"]
+    assert len(list((run_dir / "samples").glob("epoch_*.png"))) == 3
+    steps = -(-metrics["examples"]["train"] // 128)
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert int(model.optimizer.iterations) == 3 * steps
+
+    uninterrupted = subprocess.run(
+        [*command[:-4], "--run-dir", str(tmp_path / "whole"), "--export-dir",
+         str(tmp_path / "whole_exports")], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    columns = history[0].index("d_loss"), history[0].index("g_loss")
+    whole = _history(tmp_path / "whole")
+    for column in columns:
+        assert abs(float(history[-1][column]) - float(whole[-1][column])) <= RESUME_LOSS_TOLERANCE
 
     out = tmp_path / "sevens.png"
     status, output, error = cli_in_process(
@@ -156,6 +193,7 @@ def test_tfds_fashion_mnist_loads_through_tfds(run_paths):
     assert metrics["class_names"][0] == "T-shirt/top" and "fid" not in metrics
 
 
+@pytest.mark.floor
 def test_dcgan_draws_digits_far_closer_to_the_test_set_than_untrained(sample_run):
     """Three epochs (the defaults' ten are for the cgan's class consistency): the FID in the
     judge's features already falls far below an untrained generator's."""
@@ -165,7 +203,8 @@ def test_dcgan_draws_digits_far_closer_to_the_test_set_than_untrained(sample_run
 
 
 def test_vae_with_a_two_dimensional_latent_draws_its_map_and_manifold(sample_run):
-    config, metrics = sample_run("generative", latent_dim=2, epochs=1, judge_epochs=1)
+    config, metrics = sample_run("generative", latent_dim=2, epochs=1, judge_epochs=1,
+                                 max_examples=512)
     run_dir = REPO_ROOT / config.run_dir
     for plot in ("latent_map.png", "manifold.png"):
         assert (run_dir / plot).stat().st_size > 0, plot

@@ -16,7 +16,7 @@ APP = get_app("mnist")
 pytestmark = pytest.mark.xdist_group("mnist")
 
 
-@pytest.mark.slow
+@pytest.mark.floor
 @pytest.mark.parametrize("model,floor", [("mnist_cnn", 0.98), ("mnist_mlp", 0.95)])
 def test_default_options_reach_the_accuracy_floor_on_the_sample(model, floor, sample_run):
     config, metrics = sample_run("mnist", **({} if model == APP.defaults["model"] else
@@ -87,7 +87,7 @@ def test_inverted_digit_files_are_read_like_mnist(tmp_path):
         APP.read_inputs([str(SAMPLE_DIR / "README.md")])
 
 
-@pytest.mark.slow
+@pytest.mark.floor
 def test_litert_conversions_match_the_saved_model(sample_run, capsys, tmp_path):
     import json
     import shutil
@@ -115,6 +115,7 @@ def test_litert_conversions_match_the_saved_model(sample_run, capsys, tmp_path):
     assert reports["int8"]["tflite_bytes"] < 0.35 * reports["none"]["tflite_bytes"]
 
 
+@pytest.mark.floor
 def test_explanations_are_faithful_and_depend_on_the_training(sample_run):
     """On 100 held-out digits of the default run: blanking the 10% most-attributed pixels drops
     the true class's probability at least twice as much as blanking 10% random ones, for every

@@ -12,7 +12,7 @@ import zoo
 from apps import get_app
 from apps.core import DataError, resolve_config, train
 from apps.sentiment import load_data
-from tests.conftest import REPO_ROOT, write_tiny_bert_preset
+from tests.conftest import REPO_ROOT
 
 APP = get_app("sentiment")
 # For tests of data mechanics: a Transformer small enough to train an epoch in a second or two.
@@ -21,7 +21,7 @@ TINY_TRANSFORMER = ["embedding_dim=8", "feed_forward_dim=8", "sequence_length=32
 pytestmark = pytest.mark.xdist_group("sentiment")
 
 
-@pytest.mark.slow
+@pytest.mark.floor
 def test_pretrained_default_reaches_90_percent_and_generalises(sample_run):
     config, metrics = sample_run("sentiment")
     assert metrics["test_accuracy"] >= 0.90, metrics
@@ -31,6 +31,7 @@ def test_pretrained_default_reaches_90_percent_and_generalises(sample_run):
     assert "- unseen_accuracy: " in (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
 
 
+@pytest.mark.floor
 def test_dropping_the_most_attributed_words_changes_the_prediction_most(sample_run):
     """On held-out reviews of the default (MiniLM) run, with the export's default method
     (integrated gradients): dropping each review's three most-attributed words lowers the true
@@ -45,21 +46,12 @@ def test_dropping_the_most_attributed_words_changes_the_prediction_most(sample_r
     assert figures["rank_correlation_with_reinitialised_model"] < 0.5, figures
 
 
+@pytest.mark.floor
 @pytest.mark.parametrize("model", ["bilstm_classifier", "transformer_classifier"])
-def test_models_from_scratch_learn_the_sample(model, run_paths):
-    metrics = train(APP, resolve_config(APP, data="sample", model=model, epochs=6,  # the app's
-                                        learning_rate=1e-3, **run_paths))  # --cache-features too
+def test_models_from_scratch_learn_the_sample(model, sample_run):
+    """With the app's defaults (its --cache-features too) but 6 epochs at 1e-3."""
+    _, metrics = sample_run("sentiment", model=model, epochs=6, learning_rate=1e-3)
     assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert_preset(tmp_path_factory):
-    """A one-layer BERT knowing the sample's words: the phase mechanics are MiniLM's."""
-    words = set()
-    with (REPO_ROOT / "data" / "reviews" / "reviews.csv").open() as handle:
-        for row in csv.DictReader(handle):
-            words.update(row["text"].lower().split())
-    return write_tiny_bert_preset(tmp_path_factory.mktemp("tiny_bert"), words)
 
 
 class BackboneAfterEachFit(keras.callbacks.Callback):

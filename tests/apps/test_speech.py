@@ -19,7 +19,7 @@ APP = get_app("speech")
 pytestmark = pytest.mark.xdist_group("speech")
 
 
-@pytest.mark.slow
+@pytest.mark.floor
 def test_default_model_recognises_held_out_voices(sample_run):
     config, metrics = sample_run("speech")
     assert metrics["test_accuracy"] >= 0.90, metrics["test_accuracy"]
@@ -32,7 +32,6 @@ def test_default_model_recognises_held_out_voices(sample_run):
             (spoken_words.DEFAULT_DIR / listed).read_text().split())
 
 
-@pytest.mark.slow
 def test_generated_split_keeps_test_voices_out_of_training():
     folder = spoken_words.DEFAULT_DIR
     if not folder.exists():

@@ -141,7 +141,7 @@ def backbone_weights(path):
     return backbone.get_weights()
 
 
-@pytest.mark.slow
+@pytest.mark.floor
 def test_pretrained_backbone_beats_scratch_through_weights_file_and_hub_folder(
         digits, pretrained, tmp_path):
     few = digits / "five_to_nine"

@@ -1,0 +1,141 @@
+"""`make bench-floors`: every quality floor of `make test`, measured on its default run with
+several seeds, so each floor sits below the worst seed by a stated margin.
+
+Each run is the command a user types (`python -m apps APP train --data sample --seed S ...`) in
+its own process; its metrics.json gives the figures. Writes bench/floors.json and prints a
+Markdown table (seed by seed, the worst, the floor and the margin) for bench/RESULTS.md.
+
+    python -m bench.floors [--seeds 42 1 2] [--floors mnist_cnn cgan]
+"""
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from bench.results import write_results
+
+RESULTS = Path(__file__).with_name("floors.json")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Floor:
+    """One floor of the test suite: the run it is measured on (app and options beyond the app's
+    defaults), the figure it bounds, and the bound."""
+
+    name: str
+    app: str
+    options: tuple[str, ...]
+    figure: str
+    value: Callable[[dict], float]
+    floor: float
+    at_least: bool = True  # False: the figure must stay at or below the floor
+
+    def margin(self, worst: float) -> float:
+        return worst - self.floor if self.at_least else self.floor - worst
+
+
+def _rank_correlation(method: str) -> Callable[[dict], float]:
+    """Randomisation check: the maps' signed rank correlation with the re-initialised model's."""
+    return lambda metrics: metrics["explanations"][method]["rank_correlation_with_reinitialised_model"]
+
+
+def _drop_ratio(method: str) -> Callable[[dict], float]:
+    """Deletion check of an attribution method: the drop when the most-attributed positions are
+    blanked over the drop when as many random ones are."""
+    def ratio(metrics):
+        figures = metrics["explanations"][method]
+        return figures["deletion_drop_most_attributed"] / max(figures["deletion_drop_random"], 1e-9)
+    return ratio
+
+
+FLOORS = [
+    Floor("mnist_cnn", "mnist", (), "test_accuracy", lambda m: m["test_accuracy"], 0.98),
+    Floor("mnist_mlp", "mnist", ("--model", "mnist_mlp"), "test_accuracy",
+          lambda m: m["test_accuracy"], 0.95),
+    Floor("mnist_cnn", "mnist", (), "integrated gradients deletion ratio",
+          _drop_ratio("integrated_gradients"), 2.0),
+    Floor("mnist_cnn", "mnist", (), "integrated gradients rank correlation, re-initialised",
+          _rank_correlation("integrated_gradients"), 0.5, at_least=False),
+    Floor("speech_cnn", "speech", (), "test_accuracy", lambda m: m["test_accuracy"], 0.90),
+    Floor("sentiment MiniLM", "sentiment", (), "test_accuracy", lambda m: m["test_accuracy"],
+          0.90),
+    Floor("sentiment MiniLM", "sentiment", (), "unseen_accuracy", lambda m: m["unseen_accuracy"],
+          0.80),
+    Floor("sentiment MiniLM", "sentiment", (), "integrated gradients deletion ratio",
+          _drop_ratio("integrated_gradients"), 2.0),
+    Floor("sentiment MiniLM", "sentiment", (), "integrated gradients rank correlation, "
+          "re-initialised", _rank_correlation("integrated_gradients"), 0.5, at_least=False),
+    *[Floor(f"sentiment {model}", "sentiment",
+            ("--model", model, "--epochs", "6", "--learning-rate", "1e-3"), "test_accuracy",
+            lambda m: m["test_accuracy"], 0.8)
+      for model in ("bilstm_classifier", "transformer_classifier")],
+    Floor("lstm_forecaster", "forecast", (), "test MAE / naive MAE", lambda m: m["mae_vs_naive"],
+          0.6, at_least=False),
+    Floor("lstm_forecaster", "forecast", (), "test MAE / seasonal-naive MAE",
+          lambda m: m["test_mae"] / m["seasonal_naive_mae"], 1.0, at_least=False),
+    Floor("vae", "generative", (), "reconstruction_accuracy",
+          lambda m: m["reconstruction_accuracy"], 0.90),
+    Floor("vae", "generative", (), "FID / untrained FID", lambda m: m["fid"] / m["fid_untrained"],
+          0.5, at_least=False),
+    Floor("cgan", "generative", ("--model", "cgan"), "class_consistency",
+          lambda m: m["class_consistency"], 0.90),
+    Floor("cgan", "generative", ("--model", "cgan"), "FID / untrained FID",
+          lambda m: m["fid"] / m["fid_untrained"], 0.5, at_least=False),
+    Floor("dcgan, 3 epochs", "generative", ("--model", "dcgan", "--epochs", "3"),
+          "FID / untrained FID", lambda m: m["fid"] / m["fid_untrained"], 0.5, at_least=False),
+]
+
+
+def train_metrics(app: str, options: tuple[str, ...], seed: int, folder: Path) -> dict:
+    """metrics.json of `python -m apps APP train --data sample --seed SEED OPTIONS`."""
+    run_dir = folder / f"{app}-{'-'.join(options) or 'default'}-{seed}".replace("--", "")
+    command = [sys.executable, "-m", "apps", app, "train", "--data", "sample", "--seed", str(seed),
+               "--run-dir", str(run_dir), "--export-dir", str(folder / "exports"), *options]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2],
+                        help="42 is the apps' default seed, the one make test runs")
+    parser.add_argument("--floors", nargs="+", help="names of the runs to measure (default all)")
+    arguments = parser.parse_args()
+    chosen = [floor for floor in FLOORS if not arguments.floors or floor.name in arguments.floors]
+    runs = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for floor in chosen:
+            for seed in arguments.seeds:
+                key = (floor.app, floor.options, seed)
+                if key not in runs:
+                    runs[key] = train_metrics(floor.app, floor.options, seed, Path(scratch))
+                    print(f"[floors] {floor.name} seed {seed}: trained", flush=True)
+    rows = []
+    for floor in chosen:
+        values = [round(floor.value(runs[(floor.app, floor.options, seed)]), 4)
+                  for seed in arguments.seeds]
+        worst = min(values) if floor.at_least else max(values)
+        rows.append({"run": floor.name, "figure": floor.figure, "seeds": arguments.seeds,
+                     "values": values, "worst": worst,
+                     "floor": f"{'>=' if floor.at_least else '<='} {floor.floor}",
+                     "margin": round(floor.margin(worst), 4)})
+    write_results(RESULTS, rows)
+    print("| run | figure | " + " | ".join(f"seed {seed}" for seed in arguments.seeds)
+          + " | worst | floor | margin |")
+    print("|---|---|" + "---|" * (len(arguments.seeds) + 3))
+    for row in rows:
+        print(f"| {row['run']} | {row['figure']} | " + " | ".join(map(str, row["values"]))
+              + f" | {row['worst']} | {row['floor']} | {row['margin']} |")
+
+
+if __name__ == "__main__":
+    main()
