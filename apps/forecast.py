@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option, plots
+from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option
 from apps.core.sources import SAMPLES_DIR, resolve_source
 from apps.core.sources.series import fill_gaps, read_column
 
@@ -130,41 +130,6 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     return keras.Model(window, AddLastValue()([changes, window]), name=f"forecast_{config.model}")
 
 
-def baselines(series: np.ndarray, first_target: int, window: int, horizon: int, season: int):
-    """Naive (last value) and seasonal-naive-with-drift forecasts and truth for each test window.
-
-    Seasonal naive with drift: the value one season before each target step, plus the change over
-    the last full season (y[t+h-s] + y[t] - y[t-s]).
-    """
-    last_inputs = np.arange(max(first_target, window), len(series) - horizon + 1) - 1
-    steps = np.arange(1, horizon + 1)
-    truth = series[last_inputs[:, None] + steps]
-    naive = np.repeat(series[last_inputs][:, None], horizon, axis=1)
-    seasonal = (series[last_inputs[:, None] + steps - season]
-                + (series[last_inputs] - series[last_inputs - season])[:, None])
-    return truth, naive, seasonal
-
-
-def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
-    """Baseline MAEs on the same test windows (original units), and forecast-vs-truth plots."""
-    series, (_, test_start) = splits.context["series"], splits.facts["split_steps"]
-    if test_start - config.window - config.season < 0:
-        raise DataError(f"--season {config.season}: needs {config.season} steps before the first "
-                        f"test window; the series is too short for it.")
-    truth, naive, seasonal = baselines(series, test_start, config.window, config.horizon,
-                                       config.season)
-    predicted = model.predict(splits.test.batch(256), verbose=0)
-    naive_mae = float(np.abs(naive - truth).mean())
-    time_steps = np.arange(test_start, test_start + len(truth))
-    plots.plot_series([
-        (f"{step + 1} step(s) ahead, test part", time_steps + step,
-         {"truth": truth[:, step], config.model: predicted[:, step],
-          "seasonal naive + drift": seasonal[:, step]})
-        for step in (0, config.horizon - 1)], run_dir / "forecast.png")
-    return {"naive_mae": naive_mae, "seasonal_naive_mae": float(np.abs(seasonal - truth).mean()),
-            "mae_vs_naive": float(np.abs(predicted - truth).mean()) / naive_mae}
-
-
 def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
     """CSV files of recent history (the one numeric column, gaps filled) -> [batch, steps, 1]."""
     windows = [fill_gaps(read_column(Path(path), "")[0], path)[0] for path in paths]
@@ -186,7 +151,6 @@ APP = App(
     read_inputs=read_inputs,
     app_model_options={"num_features": "the one series", "horizon": "--horizon"},
     config_class=ForecastConfig,
-    extra_report=extra_report,
     defaults={"model": "lstm_forecaster", "epochs": 100, "batch_size": 32, "patience": 15,
               "augment": False},
 )

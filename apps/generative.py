@@ -3,7 +3,7 @@
 Data: the shipped MNIST sample (0-7999 train and validation, 8000-9999 test, as the mnist app),
 TFDS `mnist` / `fashion_mnist` (`--dataset`), or a folder of images (class folders, or images
 alone as one class), resized to `--image-size` and made grey or colour by `--channels`.
-Measured (apps/generative_quality.py): FID in the features of a classifier trained on the same
+Measured (apps/core/outputs/generation.py): FID in the features of a classifier trained on the same
 training part, class consistency of conditional models, the VAE's held-out reconstructions.
 Expected on the sample with the defaults: cgan class consistency >= 0.90, VAE reconstruction
 accuracy >= 0.90, trained FIDs far below an untrained generator's.
@@ -19,7 +19,6 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps import generative_quality
 from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
 from apps.core.outputs import Generation
 from apps.core.sources import digits, images, load_tfds, resolve_source
@@ -91,12 +90,6 @@ def build_model(config, splits: DataSplits) -> keras.Model:
                             f"class. Give class folders, or train --model dcgan or vae.")
         options["num_classes"] = len(splits.class_names)
     return zoo.build(config.model, **options)
-
-
-def quality_report(model, splits, run_dir, config) -> dict:
-    """Samples, FID and the rest (apps/generative_quality.py), against an untrained model."""
-    return generative_quality.report_quality(model, splits, run_dir, config,
-                                             lambda: build_model(config, splits))
 
 
 PIXELS = tf.TensorSpec(shape=None, dtype=tf.uint8, name="pixels")
@@ -187,8 +180,6 @@ APP = App(
                        "seed": "--seed"},
     option_flags={"latent_dim": "--latent-dim"},
     config_class=GenerativeConfig,
-    callbacks=generative_quality.callbacks,
-    extra_report=quality_report,
     # Adam's beta_1 at 0.5 as in the DCGAN paper: at 0.9 the cgan's discriminator wins within
     # two epochs on the sample and the generator never recovers. A constant rate: with cosine
     # decay the cgan's last epochs barely move and its class consistency stays near 0.85.

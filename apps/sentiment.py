@@ -78,7 +78,7 @@ def _unseen_accuracy(model) -> float:
     return float((probabilities.argmax(axis=1) == labels).mean())
 
 
-def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
+def extra_report(model, splits: DataSplits, run_dir: Path, config, predictions) -> dict:
     """Accuracy on 40 hand-written reviews in words the sample never uses (does it generalise?)."""
     return {"unseen_accuracy": _unseen_accuracy(model)}
 

@@ -109,7 +109,7 @@ def augmentation(config):
     return augment
 
 
-def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
+def extra_report(model, splits: DataSplits, run_dir: Path, config, predictions) -> dict:
     """Log-mel spectrograms of a few test clips, one per class where the test split has it."""
     waveforms, labels = next(iter(splits.test.shuffle(1000, seed=config.seed).batch(256)))
     picks = [int(np.flatnonzero(labels.numpy() == label)[0])

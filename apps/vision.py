@@ -34,6 +34,7 @@ from apps.core import (
     option,
     plots,
 )
+from apps.core.outputs import worst_mistakes
 from apps.core.sources import TEST_FRACTION, load_tfds, resolve_source
 from apps.core.sources.images import decode, folder_splits, resized, stored
 
@@ -94,7 +95,6 @@ def build_model(config, splits: DataSplits) -> keras.Model:
 
 
 GRID_IMAGES = 16
-WORST_MISTAKES = 8
 
 
 def save_backbone(model, splits: DataSplits, run_dir: Path, config) -> dict:
@@ -117,31 +117,24 @@ def save_backbone(model, splits: DataSplits, run_dir: Path, config) -> dict:
     return saved
 
 
-def extra_report(model, splits: DataSplits, run_dir: Path, config) -> dict:
-    """A grid of test images with predicted and true labels, and the worst mistakes (wrong and
-    most confident) as a grid and a list."""
-    images, labels = [], []
-    for image, label in splits.test.as_numpy_iterator():
-        images.append(np.clip(np.round(image), 0, 255).astype("uint8"))
-        labels.append(label)
-    images, labels = np.stack(images), np.array(labels)
-    probabilities = model.predict(images, batch_size=config.batch_size, verbose=0)
+def extra_report(model, splits: DataSplits, run_dir: Path, config, predictions) -> dict:
+    """A grid of test images with predicted and true labels, and the worst mistakes (the output
+    kind's, in metrics.json) as a grid."""
+    images = np.clip(np.round(predictions.inputs), 0, 255).astype("uint8")
+    labels, probabilities = predictions.targets, predictions.outputs
     predicted, names = probabilities.argmax(axis=1), splits.class_names
     shown = np.arange(min(GRID_IMAGES, len(images)))
     plots.plot_image_grid(
         images[shown], [f"{names[predicted[i]]} ({names[labels[i]]})" for i in shown],
         ["green" if predicted[i] == labels[i] else "red" for i in shown],
         "test images: predicted (true)", run_dir / "test_predictions.png")
-    wrong = np.flatnonzero(predicted != labels)
-    worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:WORST_MISTAKES]
-    mistakes = [{"test_index": int(i), "true": names[labels[i]], "predicted": names[predicted[i]],
-                 "confidence": round(float(probabilities[i, predicted[i]]), 4)} for i in worst]
-    if mistakes:
+    worst = worst_mistakes(predictions)
+    if len(worst):
         plots.plot_image_grid(
-            images[worst], [f"{m['predicted']} {m['confidence']:.2f} ({m['true']})"
-                            for m in mistakes], ["red"] * len(worst),
+            images[worst], [f"{names[predicted[i]]} {probabilities[i, predicted[i]]:.2f} "
+                            f"({names[labels[i]]})" for i in worst], ["red"] * len(worst),
             "worst mistakes: predicted, confidence (true)", run_dir / "worst_mistakes.png")
-    return {"worst_mistakes": mistakes}
+    return {}
 
 
 def augmentation(config) -> keras.Sequential:

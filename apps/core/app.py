@@ -64,11 +64,10 @@ class App:
     `predict_signature`. `augmentation(config)` returns what the runner applies to training
     batches in the tf.data pipeline (never in the export). `model_signatures(model)` replaces
     `signatures` where they depend on the trained model (a VAE's differ from a GAN's).
-    `callbacks(run_dir, config, splits)` returns Keras callbacks for every training phase (e.g.
-    one drawing samples after each epoch).
-    `extra_report(model, splits, run_dir, config)` adds metrics and plots (through
-    `apps.core.plots`); `save_artifacts(model, splits, run_dir, config)` writes extra files
-    (for a later run, or to check the run) and returns their paths.
+    `extra_report(model, splits, run_dir, config, predictions)` adds metrics and plots (through
+    `apps.core.plots`) from the test split's `TestPredictions`; `save_artifacts(model, splits,
+    run_dir, config)` writes extra files (for a later run, or to check the run) and returns
+    their paths.
     """
 
     name: str
@@ -90,7 +89,6 @@ class App:
     extra_report: Callable[..., dict] | None = None
     save_artifacts: Callable[..., dict] | None = None
     model_signatures: Callable[[Any], dict[str, Signature]] | None = None
-    callbacks: Callable[..., list] | None = None
     explanation: Explanation | None = None
 
     def signatures_for(self, model, explained: bool = True) -> dict[str, Signature]:

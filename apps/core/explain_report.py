@@ -18,6 +18,7 @@ from apps.core.explain import (
     methods_for,
     scaled_embeddings,
 )
+from apps.core.outputs.classification import worst_mistakes
 
 
 def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir: Path) -> None:
@@ -138,14 +139,14 @@ def rank_correlation(maps_a, maps_b, absolute: bool = False, where=None) -> floa
 WORST_MISTAKES = 6
 
 
-def report_explanations(app, model, splits, run_dir: Path, rebuild, count: int) -> dict:
+def report_explanations(app, model, splits, predictions, run_dir: Path, rebuild,
+                        count: int) -> dict:
     """The run report's explanations: for each method, on the first `count` held-out examples, the
     deletion check and the rank correlation with the maps of `rebuild()` (the architecture
-    re-initialised); and the worst mistakes of the test split drawn with their integrated
+    re-initialised); and the worst mistakes of the test predictions drawn with their integrated
     gradients (explained_mistakes/)."""
     to_model_input = app.signatures["serving_default"].to_model_input
-    raw, labels = (np.concatenate(part) for part in zip(*splits.test.batch(256)
-                                                        .as_numpy_iterator()))
+    raw, labels = predictions.inputs, predictions.targets.reshape(-1)
     examples = slice(count)
     rebuilt = rebuild()
 
@@ -186,10 +187,9 @@ def report_explanations(app, model, splits, run_dir: Path, rebuild, count: int) 
     figures_only = {"explanations": figures, "explained_examples": len(raw[examples])}
     if app.explanation.token_strings:  # texts are drawn by `explain` as HTML, not in the report
         return figures_only
-    probabilities = model.predict(to_model_input(tf.constant(raw), model), verbose=0)
+    probabilities = predictions.outputs
     predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != labels)
-    worst = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:WORST_MISTAKES]
+    worst = worst_mistakes(predictions, WORST_MISTAKES)
     folder = run_dir / "explained_mistakes"
     folder.mkdir(exist_ok=True)
     names = splits.class_names

@@ -24,7 +24,7 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
     module = tf.Module()
     module.model = model
     labels = None
-    if app.output.has_labels and class_names:
+    if app.output.class_names_in_export and class_names:
         labels_path.write_text("".join(f"{name}\n" for name in class_names))
         labels = module.labels = tf.lookup.StaticHashTable(
             tf.lookup.TextFileInitializer(

@@ -120,6 +120,15 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
+def per_example_metric(name: str, loss: str):
+    """A compiled metric's name as a function giving one value per example ("accuracy" as Keras
+    resolves it for the loss; "mae", "mse" and the like are loss functions)."""
+    if name == "accuracy":
+        return (keras.metrics.sparse_categorical_accuracy if loss.startswith("sparse")
+                else keras.metrics.binary_accuracy)
+    return keras.losses.get(name)
+
+
 def training_loss(app, config):
     """The app's loss, or with `--label-smoothing` its smoothed cross-entropy."""
     if config.label_smoothing:

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from apps.core import rundir
 from apps.core.errors import RunError
+from apps.core.fit import per_example_metric
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,15 +48,6 @@ def cluster_role() -> Role:
             f"the second host).") from error
 
 
-def _per_example_metric(name: str, loss: str):
-    """A compiled metric's name as a function giving one value per example ("accuracy" as Keras
-    resolves it for the loss; "mae", "mse" and the like are loss functions)."""
-    if name == "accuracy":
-        return (keras.metrics.sparse_categorical_accuracy if loss.startswith("sparse")
-                else keras.metrics.binary_accuracy)
-    return keras.losses.get(name)
-
-
 def distributed_epochs(strategy, app, config, name: str):
     """Epochs with a custom step under `strategy` (tf.GradientTape in `strategy.run`, the
     model's compiled optimizer), driving the same Keras callbacks as `fit`: they see one
@@ -67,7 +59,7 @@ def distributed_epochs(strategy, app, config, name: str):
     optimizer sums them."""
 
     def run_epochs(model, data, first_epoch, end_epoch, callbacks):
-        metric_functions = {metric: _per_example_metric(metric, app.loss)
+        metric_functions = {metric: per_example_metric(metric, app.loss)
                             for metric in app.metrics}
 
         def sums(inputs, targets, outputs, training):

@@ -47,7 +47,7 @@ def _model_card(app, config, metrics: dict, signatures: dict) -> str:
         "## Using the export",
         f"SavedModel at `{metrics['export_path']}` (TF Serving layout), signatures:",
         *[_signature_line(name, signature, app) for name, signature in signatures.items()],
-        *(["Class names: `assets/labels.txt`."] if app.output.has_labels
+        *(["Class names: `assets/labels.txt`."] if app.output.class_names_in_export
           and metrics.get("class_names") else []),
         "",
         "```python",
@@ -66,6 +66,5 @@ def write_report(run_dir: Path, app, config, metrics: dict, history: list[dict],
                  signatures: dict) -> None:
     if history:
         plots.plot_history(history, run_dir / "learning_curves.png")
-    app.output.plot(metrics, run_dir)
     (run_dir / "MODEL_CARD.md").write_text(_model_card(app, config, metrics, signatures))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

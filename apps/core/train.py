@@ -29,6 +29,7 @@ from apps.core.multiworker import (
     copy_resume_state,
     distributed_epochs,
 )
+from apps.core.outputs import predict_test_split
 from apps.core.pipeline import cache_plan, input_pipeline, load_splits, training_augmentation
 
 
@@ -78,7 +79,7 @@ def check_options(app: App, config) -> None:
         raise RunError(f"--epochs {config.epochs} / --batch-size {config.batch_size}: "
                        f"both must be at least 1.")
     config.fine_tune_layers()
-    if config.label_smoothing and (not app.output.has_labels or app.loss is None):
+    if config.label_smoothing and not app.output.classifier:
         raise RunError(f"--label-smoothing {config.label_smoothing}: the {app.name} app is no "
                        f"classifier; leave it at 0.")
     if config.schedule == "plateau" and config.warmup_steps:
@@ -148,11 +149,10 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
                                f"--distribute mirrored or none.")
             run_epochs = (distributed_epochs(strategy, app, config, worker_name)
                           if role.workers > 1 else keras_epochs)
-            app_callbacks = app.callbacks(run_dir, config, splits) if app.callbacks else []
             feature_seconds = fit_phases(app, config, model, run_dir,
                                          (train_data, validation_data),
                                          math.ceil(sizes["train"] / batch_size), run_epochs,
-                                         (*app_callbacks, *callbacks))
+                                         (*app.output.callbacks(run_dir, config), *callbacks))
         if role.workers > 1:
             print(f"[{worker_name}] of {role.workers}: weights "
                   f"sha256 {rundir.weights_digest(model)}", flush=True)
@@ -174,14 +174,16 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
 
 def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test_data,
                facts: dict, extra_train_seconds: float = 0.0) -> dict:
-    """Saves the trained (compiled) model, evaluates it on the test split, exports it and writes
-    the report from history.csv; returns the metrics."""
+    """Saves the trained (compiled) model, predicts the test split once (its loss and metrics,
+    the output kind's report, the app's, the explanations all use these predictions), exports
+    it and writes the report from history.csv; returns the metrics."""
     model.save(run_dir / "model.keras")
     history = rundir.read_history(run_dir / "history.csv")
     train_seconds = extra_train_seconds + sum(row["epoch_seconds"] for row in history)
-    evaluation = model.evaluate(test_data, return_dict=True, verbose=0)
-    metrics = {f"test_{name}": float(value) for name, value in evaluation.items()}
-    metrics.update(app.output.test_metrics(model, test_data, splits))
+    predictions = predict_test_split(model, app, test_data)
+    metrics = {f"test_{name}": value for name, value in predictions.metrics.items()}
+    metrics.update(app.output.report(model, predictions, splits, run_dir, config,
+                                     lambda: build_model(app, config, splits)))
     metrics.update(
         data_source=splits.source, examples=sizes, **facts, backend=keras.backend.backend(),
         epochs_trained=len(history), train_seconds=round(train_seconds, 2),
@@ -189,11 +191,11 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
         **splits.facts,
     )
     if app.extra_report:
-        metrics.update(app.extra_report(model, splits, run_dir, config))
+        metrics.update(app.extra_report(model, splits, run_dir, config, predictions))
     explained = config.explain_examples > 0
     if app.explanation and explained:
         metrics.update(explain_report.report_explanations(
-            app, model, splits, run_dir, lambda: build_model(app, config, splits),
+            app, model, splits, predictions, run_dir, lambda: build_model(app, config, splits),
             config.explain_examples))
     if app.save_artifacts:
         metrics.update(app.save_artifacts(model, splits, run_dir, config))
@@ -204,6 +206,6 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     report.write_report(run_dir, app, config, metrics, history,
                         app.signatures_for(model, explained))
     print(f"[{app.name}] test: " + ", ".join(
-        f"test_{key}={value:.4f}" for key, value in evaluation.items()))
+        f"test_{key}={value:.4f}" for key, value in predictions.metrics.items()))
     print(f"[{app.name}] exported {version_dir}; report in {run_dir}", flush=True)
     return metrics

@@ -112,9 +112,9 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
     signatures = ("serving_default", "explain") if app.explanation else ("serving_default",)
     called = serve_in_fresh_process(metrics["export_path"], raw, tmp_path, signatures)
     served = called["serving_default"]
-    output_key = "probabilities" if app.output.has_labels else "forecast"
+    output_key = "probabilities" if app.output.classifier else "forecast"
     np.testing.assert_allclose(served[output_key], expected_output, rtol=1e-4, atol=1e-5)
-    if app.output.has_labels:
+    if app.output.class_names_in_export:
         labels = (REPO_ROOT / metrics["export_path"] / "assets" / "labels.txt").read_text().split()
         assert labels == metrics["class_names"]
         assert [label.decode() for label in served["class_name"]] == [
@@ -126,7 +126,7 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
                                    atol=1e-5)
         if app.explanation.token_strings:  # one score per token, and the tokens
             assert explained["attributions"].shape == explained["tokens"].shape
-            assert b"delight" in explained["tokens"][0]
+            assert b"funny" in explained["tokens"][0]  # a word of the tiny vocabulary
         else:
             grid = (explained["explained_input"] if app.explanation.layer else raw).shape[1:3]
             assert explained["attributions"].shape == (len(raw), *grid)

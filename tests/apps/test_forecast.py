@@ -6,7 +6,8 @@ import pytest
 
 from apps import get_app
 from apps.core import DataError, resolve_config, train
-from apps.forecast import baselines, load_data
+from apps.core.outputs import baselines
+from apps.forecast import load_data
 from tests.conftest import REPO_ROOT
 
 APP = get_app("forecast")

@@ -73,7 +73,7 @@ def test_fine_tuning_changes_the_backbone_only_in_phase_two(fine_tune, changes, 
     options = [f"backbone={tiny_bert_preset}", "sequence_length=32"]
     pretrained = zoo.build("text_transfer", backbone=tiny_bert_preset, sequence_length=32)
     config = resolve_config(APP, data="sample", epochs=1, fine_tune=fine_tune,
-                            fine_tune_epochs=1, model_arg=options, **run_paths)
+                            fine_tune_epochs=1, max_examples=120, model_arg=options, **run_paths)
     recorder = BackboneAfterEachFit()
     train(APP, config, callbacks=(recorder,))
     model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")

@@ -176,18 +176,17 @@ def test_pretrained_backbone_beats_scratch_through_weights_file_and_hub_folder(
     assert (tmp_path / "from_file" / "worst_mistakes.png").exists()
 
 
-def test_cached_features_train_the_head_alone_and_export_the_full_model(
-        digits, pretrained, tmp_path):
+def test_cached_features_train_the_head_alone_and_export_the_full_model(digits, tmp_path):
+    """A backbone from a weights file (here random: the mechanics need no pretraining), its
+    features computed once: the head phase alone never touches the backbone."""
     few = digits / "five_to_nine"
-    options = {"backbone": "convnet", "weights": pretrained["backbone_weights"], "fine_tune": "0",
-               "epochs": 8, "batch_size": 8, "learning_rate": 1e-2}
+    weights = str(tmp_path / "backbone.weights.h5")
+    zoo.cnn.convnet_features(input_shape=(32, 32, 3)).save_weights(weights)
+    options = {"backbone": "convnet", "weights": weights, "fine_tune": "0", "epochs": 2,
+               "batch_size": 8, "learning_rate": 1e-2}
     cached = train_digits(tmp_path, "cached", few, cache_features=True, **options)
-    uncached = train_digits(tmp_path, "uncached", few, **options)
-    # Measured: 63% cached, 59% uncached (the batches come in another order).
-    assert cached["test_accuracy"] >= uncached["test_accuracy"] - 0.05
-    assert cached["test_accuracy"] >= 0.5  # 2.5 times chance, from 10 labels per class
-    # Phase 1 alone never touches the backbone.
-    for before, after in zip(backbone_weights(pretrained["backbone_weights"]),
+    assert cached["epochs_trained"] == 2 and cached["train_seconds"] > 0
+    for before, after in zip(backbone_weights(weights),
                              backbone_weights(cached["backbone_weights"])):
         np.testing.assert_array_equal(before, after)
     served = tf.saved_model.load(cached["export_path"]).signatures["serving_default"](

@@ -92,8 +92,8 @@ def test_recipe_options_are_checked(run_paths):
 def test_a_runs_config_file_reproduces_it_and_flags_override_files(capsys, tmp_path):
     recipe = ["--model", "mnist_mlp", "--epochs", "1", "--learning-rate", "0.002",
               "--schedule", "onecycle", "--warmup-steps", "20", "--label-smoothing", "0.1",
-              "--clip-norm", "1.0", "--weight-decay", "0.01", "--export-dir",
-              str(tmp_path / "exports")]
+              "--clip-norm", "1.0", "--weight-decay", "0.01", "--max-examples", "1000",
+              "--explain-examples", "0", "--export-dir", str(tmp_path / "exports")]
     first, _, err = cli_in_process(capsys, "mnist", "train", *recipe, "--data", "sample",
                                    "--run-dir", str(tmp_path / "first"))
     assert first == 0, err
@@ -110,7 +110,8 @@ def test_a_runs_config_file_reproduces_it_and_flags_override_files(capsys, tmp_p
     yaml_file = tmp_path / "recipe.yaml"
     yaml_file.write_text("model: mnist_mlp\nepochs: 3\nschedule: constant\n")
     status, _, err = cli_in_process(capsys, "mnist", "train", "--config", str(yaml_file),
-                                    "--epochs", "1", "--data", "sample", "--run-dir",
+                                    "--epochs", "1", "--data", "sample", "--max-examples", "1000",
+                                    "--explain-examples", "0", "--run-dir",
                                     str(tmp_path / "yaml"), "--export-dir",
                                     str(tmp_path / "exports"))
     assert status == 0, err
@@ -133,6 +134,7 @@ def test_bad_config_files_are_one_line_errors(capsys, tmp_path, content, message
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.floor
 def test_lr_find_suggests_a_rate_the_default_model_trains_to_its_floor_with(capsys, tmp_path):
     status, out, err = cli_in_process(capsys, "mnist", "lr-find", "--data", "sample",
                                       "--run-dir", str(tmp_path / "lr_find"))
@@ -153,7 +155,7 @@ def test_lr_find_suggests_a_rate_the_default_model_trains_to_its_floor_with(caps
 def test_tune_runs_its_trials_resumes_and_writes_a_config_that_trains(capsys, tmp_path):
     tune_dir = tmp_path / "tune"
     search = ["mnist", "tune", "--model", "mnist_mlp", "--epochs", "2", "--data", "sample",
-              "--run-dir", str(tune_dir)]
+              "--max-examples", "2000", "--run-dir", str(tune_dir)]
     status, _, err = cli_in_process(capsys, *search, "--max-trials", "2")
     assert status == 0, err
     first_trials = {path.name: path.stat().st_mtime for path in (tune_dir / "trials").iterdir()}

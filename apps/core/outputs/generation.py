@@ -1,4 +1,5 @@
-"""How the generative app shows and measures what its models draw.
+"""Generated images: how a generative model's drawings are shown and measured, and `predict`'s
+grid.
 
 Shown: a grid of samples after every epoch (samples/epoch_NNN.png, drawn from the same latent
 vectors each time, and samples.gif of them all); for the VAE its reconstructions of held-out
@@ -13,13 +14,18 @@ generated images the judge puts in the requested class. VAE: the held-out loss o
 reconstructions and the judge's accuracy on them.
 """
 
+import json
+
 import keras
 import numpy as np
 import scipy.stats
+import tensorflow as tf
 from PIL import Image
 
 import zoo
 from apps.core import plots
+from apps.core.errors import RunError
+from apps.core.outputs.base import OutputKind
 
 GRID_COLUMNS = 8
 IMAGES_PER_CLASS = 100
@@ -55,23 +61,11 @@ class SampleGrid(keras.callbacks.Callback):
                          self.folder / f"epoch_{epoch + 1:03d}.png")
 
 
-def callbacks(run_dir, config, splits) -> list:
-    return [SampleGrid(run_dir, config.seed)]
-
-
 def _write_gif(run_dir) -> None:
     frames = [Image.open(path) for path in sorted((run_dir / "samples").glob("epoch_*.png"))]
     if frames:
         frames[0].save(run_dir / "samples.gif", save_all=True, append_images=frames[1:],
                        duration=500, loop=0)
-
-
-def _arrays(dataset):
-    images, labels = [], []
-    for inputs, _ in dataset.batch(512).as_numpy_iterator():
-        images.append(inputs["images"])
-        labels.append(inputs["labels"])
-    return np.concatenate(images), np.concatenate(labels)
 
 
 def train_judge(splits, image_shape, epochs: int, seed: int):
@@ -97,10 +91,10 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
                  + np.trace(covariance_b) - 2 * trace_root)
 
 
-def _vae_report(model, images, labels, judge, run_dir) -> dict:
-    """Held-out reconstruction loss and the judge's accuracy on the reconstructions; plots of
-    the reconstructions and, with a 2-D latent, the latent map and the decoded manifold."""
-    outputs = model.predict({"images": images, "labels": labels}, batch_size=256, verbose=0)
+def _vae_report(model, outputs, images, labels, judge, run_dir) -> dict:
+    """Held-out reconstruction loss and the judge's accuracy on the reconstructions (the VAE's
+    test `outputs`); plots of the reconstructions and, with a 2-D latent, the latent map and the
+    decoded manifold."""
     reconstructions = np.clip(outputs["reconstruction"], 1e-7, 1 - 1e-7)
     per_image = -(images * np.log(reconstructions)
                   + (1 - images) * np.log(1 - reconstructions)).reshape(len(images), -1).sum(1)
@@ -120,10 +114,11 @@ def _vae_report(model, images, labels, judge, run_dir) -> dict:
     return metrics
 
 
-def report_quality(model, splits, run_dir, config, rebuild) -> dict:
-    """The measures and plots above; `rebuild()` gives an untrained model of the same kind."""
+def report_quality(model, predictions, splits, run_dir, config, rebuild) -> dict:
+    """The measures and plots above, on the test predictions; `rebuild()` gives an untrained
+    model of the same kind."""
     _write_gif(run_dir)
-    images, labels = _arrays(splits.test)
+    images, labels = predictions.inputs["images"], predictions.inputs["labels"]
     measures = config.judge_epochs > 0 and len(splits.class_names) > 1
     judge = features = None
     metrics = {"quality_method": "Not measured: "
@@ -159,5 +154,71 @@ def report_quality(model, splits, run_dir, config, rebuild) -> dict:
                                    verbose=0).argmax(axis=1)
             metrics["class_consistency"] = round(float((judged == wanted).mean()), 4)
     if isinstance(model, zoo.VAE):
-        metrics.update(_vae_report(model, images, labels, judge, run_dir))
+        metrics.update(_vae_report(model, predictions.outputs, images, labels, judge, run_dir))
     return metrics
+
+
+class Generation(OutputKind):
+    """Generated images, uint8 [batch, height, width, channels], from the export's `generate`
+    signature (a seed per image, and a class for conditional models), measured as above."""
+
+    name = "generation"
+    class_names_in_export = True  # for conditional models and the judge classifier
+    card_outputs = "`images` uint8 [batch, height, width, channels]"
+    card_metrics = ("fid", "fid_untrained", "class_consistency", "reconstruction_loss")
+    predict_usage = "--count 16 [--class NAME] [--seed 0] --out grid.png"
+
+    def add_predict_arguments(self, parser) -> None:
+        parser.add_argument("--count", type=int, default=16, help="images to generate")
+        parser.add_argument("--class", dest="class_name",
+                            help="conditional models: the class to draw (a name from "
+                                 "assets/labels.txt, or its index)")
+        parser.add_argument("--seed", type=int, default=0,
+                            help="image i is drawn from seed + i: the same seed, the same images")
+        parser.add_argument("--out", default="grid.png", help="the PNG grid to write")
+
+    def predict(self, app, version_dir, arguments) -> None:
+        generate = tf.saved_model.load(str(version_dir)).signatures["generate"]
+        conditional = "class_id" in generate.structured_input_signature[1]
+        if not 1 <= arguments.count <= 1024:
+            raise RunError(f"--count {arguments.count}: give 1 to 1024 images.")
+        if not arguments.out.lower().endswith(".png"):
+            raise RunError(f"--out {arguments.out}: the grid is written as PNG; end the name "
+                           f"with .png.")
+        inputs = {"seed": tf.range(arguments.seed, arguments.seed + arguments.count,
+                                   dtype=tf.int32)}
+        class_id = None
+        if arguments.class_name is not None and not conditional:
+            raise RunError(f"--class {arguments.class_name}: this export is unconditional (its "
+                           f"generate signature takes no class_id); leave --class out.")
+        if conditional:
+            names = (version_dir / "assets" / "labels.txt").read_text().split()
+            if arguments.class_name is None:
+                raise RunError(f"--class: this export draws a class you choose; give one of "
+                               f"{', '.join(names)}.")
+            class_id = (names.index(arguments.class_name) if arguments.class_name in names else
+                        int(arguments.class_name) if arguments.class_name.isdigit()
+                        and int(arguments.class_name) < len(names) else None)
+            if class_id is None:
+                raise RunError(f"--class {arguments.class_name}: not a class of this export; "
+                               f"give one of {', '.join(names)} (or its index).")
+            inputs["class_id"] = tf.fill([arguments.count], class_id)
+        images = generate(**inputs)["images"].numpy()
+        plots.write_png(plots.tile_images(images), arguments.out)
+        print(json.dumps({"out": arguments.out, "count": len(images), "class_id": class_id,
+                          "seeds": [arguments.seed, arguments.seed + len(images) - 1],
+                          "shape": list(images.shape[1:])}))
+
+    def report(self, model, predictions, splits, run_dir, config, rebuild) -> dict:
+        return {"class_names": splits.class_names,
+                **report_quality(model, predictions, splits, run_dir, config, rebuild)}
+
+    def callbacks(self, run_dir, config) -> list:
+        return [SampleGrid(run_dir, config.seed)]
+
+    def litert_comparison(self, saved: dict, litert: dict, targets: np.ndarray) -> dict:
+        raise RunError("export-litert converts classifiers and forecasters; a generator's "
+                       "images have no test targets to compare on.")
+
+    def card_section(self, metrics: dict) -> list[str]:
+        return ["## How quality is measured", metrics["quality_method"], ""]
