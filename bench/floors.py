@@ -2,18 +2,22 @@
 several seeds, so each floor sits below the worst seed by a stated margin.
 
 Each run is the command a user types (`python -m apps APP train --data sample --seed S ...`) in
-its own process; its metrics.json gives the figures. Writes bench/floors.json and prints a
-Markdown table (seed by seed, the worst, the floor and the margin) for bench/RESULTS.md.
+its own process; its metrics.json gives the figures. Writes bench/floors.json (the rows of the
+floors measured replace their earlier rows) and prints a Markdown table (seed by seed, the
+worst, the floor and the margin) for bench/RESULTS.md.
 
-    python -m bench.floors [--seeds 42 1 2] [--floors mnist_cnn cgan]
+    python -m bench.floors [--seeds 42 1 2] [--floors mnist_cnn cgan] [--runs-dir runs/floors]
+
+Each finished run stays in --runs-dir and is not trained again, so an interrupted measurement
+picks up where it stopped (delete the folder to measure afresh).
 """
 
 import argparse
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -35,6 +39,7 @@ class Floor:
     value: Callable[[dict], float]
     floor: float
     at_least: bool = True  # False: the figure must stay at or below the floor
+    lr_find: bool = False  # trained at the rate `lr-find` suggests (same seed), as its test does
 
     def margin(self, worst: float) -> float:
         return worst - self.floor if self.at_least else self.floor - worst
@@ -62,6 +67,8 @@ FLOORS = [
           _drop_ratio("integrated_gradients"), 2.0),
     Floor("mnist_cnn", "mnist", (), "integrated gradients rank correlation, re-initialised",
           _rank_correlation("integrated_gradients"), 0.5, at_least=False),
+    Floor("mnist_cnn at lr-find's rate", "mnist", (), "test_accuracy",
+          lambda m: m["test_accuracy"], 0.98, lr_find=True),
     Floor("speech_cnn", "speech", (), "test_accuracy", lambda m: m["test_accuracy"], 0.90),
     Floor("sentiment MiniLM", "sentiment", (), "test_accuracy", lambda m: m["test_accuracy"],
           0.90),
@@ -92,15 +99,30 @@ FLOORS = [
 ]
 
 
-def train_metrics(app: str, options: tuple[str, ...], seed: int, folder: Path) -> dict:
-    """metrics.json of `python -m apps APP train --data sample --seed SEED OPTIONS`."""
-    run_dir = folder / f"{app}-{'-'.join(options) or 'default'}-{seed}".replace("--", "")
-    command = [sys.executable, "-m", "apps", app, "train", "--data", "sample", "--seed", str(seed),
-               "--run-dir", str(run_dir), "--export-dir", str(folder / "exports"), *options]
+def _run(command: list[str]) -> None:
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def train_metrics(floor: Floor, seed: int, folder: Path) -> dict:
+    """metrics.json of `python -m apps APP train --data sample --seed SEED OPTIONS` (after
+    `lr-find` with the same seed, at its suggested rate, for an lr_find floor), trained unless
+    `folder` holds it already."""
+    name = f"{floor.app}-{'-'.join(floor.options) or 'default'}-{floor.lr_find}-{seed}"
+    run_dir, options = folder / name.replace("--", ""), list(floor.options)
+    if (run_dir / "train" / "metrics.json").exists():
+        return json.loads((run_dir / "train" / "metrics.json").read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)  # an interrupted run of an earlier measurement
+    common = [sys.executable, "-m", "apps", floor.app]
+    if floor.lr_find:
+        _run([*common, "lr-find", "--data", "sample", "--seed", str(seed), "--run-dir",
+              str(run_dir / "lr_find"), *options])
+        rate = json.loads((run_dir / "lr_find" / "lr_find.json").read_text())
+        options += ["--learning-rate", str(rate["suggested_learning_rate"])]
+    _run([*common, "train", "--data", "sample", "--seed", str(seed), "--run-dir",
+          str(run_dir / "train"), "--export-dir", str(folder / "exports"), *options])
+    return json.loads((run_dir / "train" / "metrics.json").read_text())
 
 
 def main() -> None:
@@ -109,26 +131,30 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2],
                         help="42 is the apps' default seed, the one make test runs")
     parser.add_argument("--floors", nargs="+", help="names of the runs to measure (default all)")
+    parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs" / "floors",
+                        help="where the runs are kept (finished ones are reused)")
     arguments = parser.parse_args()
     chosen = [floor for floor in FLOORS if not arguments.floors or floor.name in arguments.floors]
     runs = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for floor in chosen:
-            for seed in arguments.seeds:
-                key = (floor.app, floor.options, seed)
-                if key not in runs:
-                    runs[key] = train_metrics(floor.app, floor.options, seed, Path(scratch))
-                    print(f"[floors] {floor.name} seed {seed}: trained", flush=True)
+    for floor in chosen:
+        for seed in arguments.seeds:
+            key = (floor.app, floor.options, floor.lr_find, seed)
+            if key not in runs:
+                runs[key] = train_metrics(floor, seed, arguments.runs_dir)
+                print(f"[floors] {floor.name} seed {seed}: done", flush=True)
     rows = []
     for floor in chosen:
-        values = [round(floor.value(runs[(floor.app, floor.options, seed)]), 4)
+        values = [round(floor.value(runs[(floor.app, floor.options, floor.lr_find, seed)]), 4)
                   for seed in arguments.seeds]
         worst = min(values) if floor.at_least else max(values)
         rows.append({"run": floor.name, "figure": floor.figure, "seeds": arguments.seeds,
                      "values": values, "worst": worst,
                      "floor": f"{'>=' if floor.at_least else '<='} {floor.floor}",
                      "margin": round(floor.margin(worst), 4)})
-    write_results(RESULTS, rows)
+    measured = {(row["run"], row["figure"]) for row in rows}
+    earlier = (json.loads(RESULTS.read_text())["results"] if RESULTS.exists() else [])
+    write_results(RESULTS, [row for row in earlier if (row["run"], row["figure"]) not in measured]
+                  + rows)
     print("| run | figure | " + " | ".join(f"seed {seed}" for seed in arguments.seeds)
           + " | worst | floor | margin |")
     print("|---|---|" + "---|" * (len(arguments.seeds) + 3))
