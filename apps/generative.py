@@ -182,7 +182,8 @@ APP = App(
     config_class=GenerativeConfig,
     # Adam's beta_1 at 0.5 as in the DCGAN paper: at 0.9 the cgan's discriminator wins within
     # two epochs on the sample and the generator never recovers. A constant rate: with cosine
-    # decay the cgan's last epochs barely move and its class consistency stays near 0.85.
+    # decay the cgan's last epochs barely move and its class consistency stays near 0.85. The
+    # GANs keep the moving average of their weights (zoo.GAN.ema_momentum).
     defaults={"model": "vae", "epochs": 10, "batch_size": 128, "learning_rate": 1e-3,
               "schedule": "constant", "adam_beta_1": 0.5, "augment": False, "patience": 3},
 )

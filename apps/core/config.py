@@ -44,6 +44,10 @@ class TrainConfig:
     weight_decay: float = option(0.0, "decoupled weight decay: AdamW when above 0, else Adam")
     adam_beta_1: float = option(0.9, "Adam's decay of its gradient average (GANs train steadier "
                                      "at 0.5, as in the DCGAN paper)")
+    ema_momentum: float = option(0.0, "models trained to their last epoch: keep an exponential "
+                                      "moving average of the weights with this momentum and "
+                                      "end training on it (Keras' optimizer EMA); 0 = the "
+                                      "model's own choice (the GANs: 0.99; others: none)")
     clip_norm: float = option(0.0, "clip the gradients' global norm to this; 0 = no clipping")
     label_smoothing: float = option(0.0, "classifiers: spread this much of each target's "
                                          "probability over the other classes")

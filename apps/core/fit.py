@@ -92,10 +92,19 @@ def learning_rate_schedule(config, peak: float, total_steps: int):
         start, max(total_steps - warmup, 1), alpha=alpha, warmup_target=peak, warmup_steps=warmup)
 
 
-def make_optimizer(config, learning_rate):
+def ema_momentum(config, model) -> float:
+    """`--ema-momentum`, or where it is 0 the model's own (`ema_momentum` of the zoo's GANs)."""
+    return config.ema_momentum or getattr(model, "ema_momentum", 0.0)
+
+
+def make_optimizer(config, learning_rate, model=None):
     """Adam, or AdamW with `--weight-decay`, with `--adam-beta-1`; gradients clipped to
-    `--clip-norm` (global norm)."""
+    `--clip-norm` (global norm); with `--ema-momentum` the weights' moving average, which Keras'
+    `fit` leaves in the model at its end (models trained to their last epoch only: `fit_phases`
+    refuses it where the best epoch is chosen by validation loss)."""
     options = {"global_clipnorm": config.clip_norm or None, "beta_1": config.adam_beta_1}
+    if ema_momentum(config, model):
+        options.update(use_ema=True, ema_momentum=ema_momentum(config, model))
     if config.weight_decay:
         return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **options)
     return keras.optimizers.Adam(learning_rate, **options)
@@ -145,7 +154,8 @@ def compile_model(model, app, config, learning_rate: float, total_steps: int) ->
         print(f"[{app.name}] --steps-per-execution {steps_per_execution} -> 1 under "
               f"{type(tf.distribute.get_strategy()).__name__}", flush=True)
         steps_per_execution = 1
-    optimizer = make_optimizer(config, learning_rate_schedule(config, learning_rate, total_steps))
+    optimizer = make_optimizer(config, learning_rate_schedule(config, learning_rate, total_steps),
+                               model)
     model.compile(optimizer=optimizer, loss=training_loss(app, config),
                   metrics=list(app.metrics), jit_compile=_JIT_COMPILE[config.jit_compile],
                   steps_per_execution=steps_per_execution)
@@ -257,6 +267,11 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
             started = time.perf_counter()
             fitted, fitted_data = _cached_features(model, data, config)
             phase_feature_seconds = time.perf_counter() - started
+        if ema_momentum(config, model) and getattr(model, "has_validation_loss", True):
+            raise RunError(f"--ema-momentum {config.ema_momentum}: {config.model} keeps the "
+                           f"weights of its best epoch by validation loss, which the average "
+                           f"would replace; use it with models trained to the last epoch (the "
+                           f"GANs), or leave it at 0.")
         compile_model(fitted, app, config, learning_rate, steps_per_epoch * epochs)
         callbacks = _callbacks(model, run_dir, backup_dir, config, history, extra_callbacks)
         fitted._initial_epoch = None  # BackupAndRestore sets it; an earlier phase's must not stay

@@ -76,7 +76,7 @@ def find_learning_rate(app, config, start: float = 1e-7, end: float = 10.0,
     model = build_model(app, config, splits)
     if isinstance(model, zoo.TransferClassifier):
         model.backbone.trainable = False
-    model.compile(optimizer=make_optimizer(config, start), loss=training_loss(app, config))
+    model.compile(optimizer=make_optimizer(config, start, model), loss=training_loss(app, config))
     test = LearningRateRangeTest(start, end, steps)
     model.fit(data, steps_per_epoch=1, epochs=steps, callbacks=[test], verbose=0)
     result = {"app": app.name, "model": config.model, "batch_size": config.batch_size,

@@ -115,7 +115,8 @@ def distributed_epochs(strategy, app, config, name: str):
                 f"{key}={value:.4f}" for key, value in logs.items()), flush=True)
             if model.stop_training:
                 break
-        callback_list.on_train_end()
+        model.optimizer.finalize_variable_values(model.trainable_variables)  # as `fit` ends:
+        callback_list.on_train_end()  # with --ema-momentum, the weights' average
 
     return run_epochs
 

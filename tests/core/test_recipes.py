@@ -2,11 +2,13 @@
 files, the learning-rate range test and hyperparameter search, each tested for its effect."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+import zoo  # noqa: F401  (registers the zoo GAN class for load_model)
 from apps import get_app
 from apps.core import RunError, resolve_config, train
 from apps.core.fit import (
@@ -87,6 +89,27 @@ def test_recipe_options_are_checked(run_paths):
         train(forecast, resolve_config(forecast, label_smoothing=0.1, **run_paths))
     with pytest.raises(RunError, match="--schedule plateau takes no --warmup-steps"):
         train(APP, config(schedule="plateau", warmup_steps=10, **run_paths))
+    with pytest.raises(RunError, match="--ema-momentum 1.0 .* momentum lie in \\[0, 1\\)"):
+        train(APP, config(ema_momentum=1.0, **run_paths))
+
+
+def test_ema_ends_training_on_the_weights_moving_average(run_paths):
+    """With --ema-momentum, Keras' optimizer keeps the weights' average and `fit` leaves it in
+    the model: a GAN's saved weights are the average, not the last step's. A model whose best
+    epoch is chosen by validation loss refuses it (its best weights would replace the average)."""
+    generative = get_app("generative")
+    metrics = train(generative, resolve_config(generative, model="cgan", epochs=1,
+                                               max_examples=256, judge_epochs=0,
+                                               ema_momentum=0.9, **run_paths))
+    model = keras.saving.load_model(Path(run_paths["run_dir"]) / "model.keras")
+    average = model.optimizer._model_variables_moving_average
+    assert len(average) == len(model.trainable_weights) and metrics["epochs_trained"] == 1
+    for weight, averaged in zip(model.trainable_weights, average):
+        np.testing.assert_allclose(weight.numpy(), averaged.numpy(), atol=1e-6)
+    with pytest.raises(RunError, match="--ema-momentum 0.9: mnist_mlp keeps the weights of its "
+                                       "best epoch"):
+        train(APP, config(model="mnist_mlp", epochs=1, max_examples=200, ema_momentum=0.9,
+                          run_dir=str(Path(run_paths["run_dir"]) / "refused")))
 
 
 def test_a_runs_config_file_reproduces_it_and_flags_override_files(capsys, tmp_path):
