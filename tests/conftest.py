@@ -90,10 +90,11 @@ EXPLAINED_DEFAULT_RUNS = {"mnist": 100, "sentiment": 8, "speech": 8}
 
 # The tiny configuration of each app for tests of mechanics (the fast tier): a few hundred
 # examples, one epoch, small models; seconds each. Sentiment's uses a one-layer BERT preset
-# (`tiny_bert_preset`) and vision's a folder of generated pictures (`image_folder`).
+# (`tiny_bert_preset`), speech's a small espeak-ng corpus (`small_speech_corpus`) and vision's a
+# folder of generated pictures (`image_folder`).
 TINY_RUNS = {
     "mnist": {"model": "mnist_mlp", "epochs": 1, "max_examples": 500, "explain_examples": 4},
-    "speech": {"epochs": 1, "max_examples": 240, "explain_examples": 2},
+    "speech": {"epochs": 1, "explain_examples": 2},
     "forecast": {"epochs": 1, "model_arg": ["units=8"]},
     "generative": {"epochs": 1, "judge_epochs": 1, "max_examples": 512},
     "sentiment": {"epochs": 1, "fine_tune_epochs": 1, "explain_examples": 2},
@@ -184,6 +185,16 @@ def tiny_bert_preset(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_speech_corpus(tmp_path_factory):
+    """The espeak-ng corpus in the Speech Commands layout with one accent and two training
+    variants (207 clips, seconds to speak) instead of the sample's 4,232."""
+    from apps.core.sources import spoken_words
+
+    return spoken_words.generate(tmp_path_factory.mktemp("speech") / "speech_commands",
+                                 accents=("en-us",), train_variants=("m1", "f1"))
+
+
+@pytest.fixture(scope="session")
 def tiny_run(sample_run, request):
     """`tiny_run(app_name)`: the app's shared tiny run (TINY_RUNS) on its sample, or for vision
     on `image_folder`; (config, metrics)."""
@@ -193,6 +204,8 @@ def tiny_run(sample_run, request):
             return sample_run("vision", data=str(request.getfixturevalue("image_folder")),
                               **VISION_FOLDER_RUN)
         options = dict(TINY_RUNS[app_name])
+        if app_name == "speech":
+            options["data"] = str(request.getfixturevalue("small_speech_corpus"))
         if app_name == "sentiment":
             options["model_arg"] = [f"backbone={request.getfixturevalue('tiny_bert_preset')}",
                                     "sequence_length=32"]

@@ -31,12 +31,11 @@ def mnist_examples(folder):
     return images, images.astype("float32")[..., np.newaxis], paths, [str(d) for d in labels]
 
 
-def speech_examples(folder):
-    from apps.core.sources import spoken_words
+def speech_examples(folder, corpus):
     from apps.core.sources.speech_commands import read_wav
 
     words = ("yes", "no", "left", "right", "stop")
-    paths = [sorted((spoken_words.DEFAULT_DIR / word).glob("*f3*.wav"))[0] for word in words]
+    paths = [sorted((corpus / word).glob("*f3*.wav"))[0] for word in words]
     waveforms = np.stack([read_wav(path) for path in paths])
     return waveforms, waveforms, paths, list(words)
 
@@ -90,8 +89,11 @@ def app_run(request, app_name, tiny_run, tmp_path):
     """(app name, config, metrics, raw batch, the model's input for it, files, their labels)
     for one app's shared tiny run."""
     config, metrics = tiny_run(app_name)
-    examples = (vision_examples(tmp_path, request.getfixturevalue("image_folder"))
-                if app_name == "vision" else EXAMPLES[app_name](tmp_path))
+    if app_name in ("vision", "speech"):  # examples from the tiny run's own data
+        examples = EXAMPLES[app_name](tmp_path, request.getfixturevalue(
+            "image_folder" if app_name == "vision" else "small_speech_corpus"))
+    else:
+        examples = EXAMPLES[app_name](tmp_path)
     return app_name, config, metrics, *examples
 
 

@@ -32,10 +32,8 @@ def test_default_model_recognises_held_out_voices(sample_run):
             (spoken_words.DEFAULT_DIR / listed).read_text().split())
 
 
-def test_generated_split_keeps_test_voices_out_of_training():
-    folder = spoken_words.DEFAULT_DIR
-    if not folder.exists():
-        spoken_words.generate(folder)
+def test_generated_split_keeps_test_voices_out_of_training(small_speech_corpus):
+    folder = small_speech_corpus
     testing = set((folder / "testing_list.txt").read_text().split())
     validation = set((folder / "validation_list.txt").read_text().split())
     every_clip = {f"{path.parent.name}/{path.name}" for path in folder.glob("*/*.wav")

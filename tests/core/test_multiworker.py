@@ -122,10 +122,10 @@ def test_workers_train_in_step_resume_after_a_kill_and_only_the_chief_exports(tm
 def test_a_vae_trains_on_two_workers_with_its_own_loss_and_resumes(tmp_path):
     """The VAE's objective lives in its `compute_loss`: the workers' step calls it, as Keras'
     own `train_step` does."""
-    options = ["--model", "vae", "--epochs", "3", "--max-examples", "512", "--judge-epochs", "0"]
+    options = ["--model", "vae", "--epochs", "2", "--max-examples", "512", "--judge-epochs", "0"]
     committed = kill_worker_after_epoch("generative", options, tmp_path, 1)
     outputs = run_workers("generative", options, tmp_path)
-    metrics = check_resumed_together("generative", outputs, tmp_path, committed, 3)
+    metrics = check_resumed_together("generative", outputs, tmp_path, committed, 2)
     assert "val_loss" in (tmp_path / "run" / "history.csv").read_text().splitlines()[0]
     assert math.isfinite(metrics["test_reconstruction_loss"])
     served = serve_in_fresh_process(tmp_path / "exports" / "1",
