@@ -129,13 +129,26 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def per_example_metric(name: str, loss: str):
+def _per_example_metric(name: str, loss: str):
     """A compiled metric's name as a function giving one value per example ("accuracy" as Keras
     resolves it for the loss; "mae", "mse" and the like are loss functions)."""
     if name == "accuracy":
         return (keras.metrics.sparse_categorical_accuracy if loss.startswith("sparse")
                 else keras.metrics.binary_accuracy)
     return keras.losses.get(name)
+
+
+def batch_sums(model, app, inputs, targets, outputs, training: bool) -> tuple[dict, tf.Tensor]:
+    """A batch's sums for epoch logs: `loss` (the model's `compute_loss`, the compiled loss or a
+    model's own objective, times the batch's size), the app's metrics per example, and `count`;
+    and the batch's mean loss, to differentiate."""
+    loss = model.compute_loss(inputs, targets, outputs, training=training)
+    count = tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
+    sums = {"loss": loss * count, "count": count}
+    for name in app.metrics:
+        sums[name] = tf.reduce_sum(tf.cast(_per_example_metric(name, app.loss)(targets, outputs),
+                                           tf.float32))
+    return sums, loss
 
 
 def training_loss(app, config):

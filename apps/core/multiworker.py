@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from apps.core import rundir
 from apps.core.errors import RunError
-from apps.core.fit import per_example_metric
+from apps.core.fit import batch_sums
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,20 +59,10 @@ def distributed_epochs(strategy, app, config, name: str):
     optimizer sums them."""
 
     def run_epochs(model, data, first_epoch, end_epoch, callbacks):
-        metric_functions = {metric: per_example_metric(metric, app.loss)
-                            for metric in app.metrics}
-
-        def sums(inputs, targets, outputs, training):
-            loss = model.compute_loss(inputs, targets, outputs, training=training)
-            count = tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
-            totals = {"loss": loss * count, "count": count}
-            for metric, function in metric_functions.items():
-                totals[metric] = tf.reduce_sum(tf.cast(function(targets, outputs), tf.float32))
-            return totals, loss
-
         def replica_step(inputs, targets):
             with tf.GradientTape() as tape:
-                totals, loss = sums(inputs, targets, model(inputs, training=True), True)
+                totals, loss = batch_sums(model, app, inputs, targets,
+                                          model(inputs, training=True), True)
                 scaled = loss / strategy.num_replicas_in_sync
             gradients = tape.gradient(scaled, model.trainable_variables)
             model.optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -85,7 +75,8 @@ def distributed_epochs(strategy, app, config, name: str):
 
         @tf.function
         def evaluate_step(inputs, targets):
-            return sums(inputs, targets, model(inputs, training=False), False)[0]
+            return batch_sums(model, app, inputs, targets, model(inputs, training=False),
+                              False)[0]
 
         def epoch_logs(dataset, step, prefix=""):
             totals = {}

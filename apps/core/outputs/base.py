@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from apps.core.fit import per_example_metric
+from apps.core.fit import batch_sums
 
 
 @dataclasses.dataclass
@@ -29,7 +29,6 @@ class TestPredictions:
 def predict_test_split(model, app, test_data: tf.data.Dataset) -> TestPredictions:
     """One pass over the batched `test_data`: the model's outputs, its `compute_loss` (the
     compiled loss, or a model's own objective) and the app's metrics per example, summed."""
-    functions = {name: per_example_metric(name, app.loss) for name in app.metrics}
     trackers = [metric for metric in model.metrics
                 if metric.name not in ("loss", "compile_metrics")]
     for tracker in trackers:
@@ -38,21 +37,17 @@ def predict_test_split(model, app, test_data: tf.data.Dataset) -> TestPrediction
     @tf.function(reduce_retracing=True)
     def step(inputs, targets):
         outputs = model(inputs, training=False)
-        count = tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
-        sums = {"loss": model.compute_loss(inputs, targets, outputs, training=False) * count}
-        for name, function in functions.items():
-            sums[name] = tf.reduce_sum(tf.cast(function(targets, outputs), tf.float32))
-        return outputs, sums, count
+        return outputs, batch_sums(model, app, inputs, targets, outputs, False)[0]
 
-    inputs, targets, outputs, totals, examples = [], [], [], {}, 0.0
+    inputs, targets, outputs, totals = [], [], [], {}
     for batch_inputs, batch_targets in test_data:
-        batch_outputs, sums, count = step(batch_inputs, batch_targets)
+        batch_outputs, sums = step(batch_inputs, batch_targets)
         inputs.append(keras.tree.map_structure(np.asarray, batch_inputs))
         targets.append(np.asarray(batch_targets))
         outputs.append(keras.tree.map_structure(np.asarray, batch_outputs))
-        examples += float(count)
         for name, value in sums.items():
             totals[name] = totals.get(name, 0.0) + float(value)
+    examples = totals.pop("count")
     metrics = {name: value / examples for name, value in totals.items()}
     metrics.update({tracker.name: float(tracker.result()) for tracker in trackers})
 
