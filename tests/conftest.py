@@ -14,6 +14,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked `long` first: pytest-xdist hands out ungrouped tests in collection order, so
+    a long one collected last would keep one worker busy after the other has finished."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 600):
     """Runs `code` in a fresh Python process at the repository root; returns the completed run."""
     return subprocess.run(

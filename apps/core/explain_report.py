@@ -137,6 +137,7 @@ def rank_correlation(maps_a, maps_b, absolute: bool = False, where=None) -> floa
 
 
 WORST_MISTAKES = 6
+EXPLAINED_PER_CALL = 8
 
 
 def report_explanations(app, model, splits, predictions, run_dir: Path, rebuild,
@@ -154,13 +155,19 @@ def report_explanations(app, model, splits, predictions, run_dir: Path, rebuild,
 
     def maps(of_model, method, batch) -> dict:
         """`method`'s outputs for `batch` (attributions, and tokens or the explained input where
-        the app has them), 8 examples per call of a graph traced once."""
+        the app has them), EXPLAINED_PER_CALL examples per call: of a graph traced once where
+        the examples take several calls, else eagerly (tracing a BERT's gradients costs more
+        than running them once)."""
         if (id(of_model), method) not in explainers:
+            def explainer(part):
+                return explain(of_model, app.explanation, to_model_input, part, method)
+
+            several_calls = len(raw[examples]) > EXPLAINED_PER_CALL
             explainers[id(of_model), method] = tf.function(
-                lambda part: explain(of_model, app.explanation, to_model_input, part, method),
-                reduce_retracing=True, autograph=False)
+                explainer, reduce_retracing=True, autograph=False) if several_calls else explainer
         explainer = explainers[id(of_model), method]
-        parts = [explainer(tf.constant(part)) for part in np.array_split(batch, -(-len(batch) // 8))]
+        parts = [explainer(tf.constant(part))
+                 for part in np.array_split(batch, -(-len(batch) // EXPLAINED_PER_CALL))]
         return {key: np.concatenate([part[key].numpy() for part in parts]) for key in parts[0]}
 
     figures = {}

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from apps import APP_NAMES, get_app
+from apps.core.explain import methods_for
 from apps.core.outputs import Generation
 from tests.conftest import COLOURS, REPO_ROOT, cli_in_process, serve_in_fresh_process
 
@@ -121,6 +122,10 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
         assert labels == metrics["class_names"]
         assert [label.decode() for label in served["class_name"]] == [
             labels[index] for index in expected_output.argmax(axis=1)]
+
+    if app.explanation:  # the report's figures, for each method, on the tiny run's examples
+        assert set(metrics["explanations"]) == set(methods_for(model))
+        assert metrics["explained_examples"] == config.explain_examples
 
     if app.explanation:  # the explain signature: same raw input, maps on its own grid
         explained = called["explain"]

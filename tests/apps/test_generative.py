@@ -20,23 +20,31 @@ from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
 # shuffling; its weights and optimizer state are restored), so 0.05 leaves a 4x margin.
 RESUME_LOSS_TOLERANCE = 0.05
 
+def call_signatures(export_path, calls: dict) -> dict:
+    """{name: (signature, inputs)} called on the export loaded in this process:
+    {name.output: array}."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(export_path))
+    outputs = {}
+    for name, (signature, inputs) in calls.items():
+        function = loaded.signatures[signature]
+        specs = function.structured_input_signature[1]
+        result = function(**{key: tf.constant(np.array(value, specs[key].dtype.as_numpy_dtype))
+                             for key, value in inputs.items()})
+        outputs.update({f"{name}.{key}": value.numpy() for key, value in result.items()})
+    return outputs
+
+
 SIGNATURES_IN_FRESH_PROCESS = """
-import json, sys, numpy as np, tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
-calls = json.loads(sys.argv[2])
-outputs = {}
-for name, (signature, inputs) in calls.items():
-    function = loaded.signatures[signature]
-    specs = function.structured_input_signature[1]
-    result = function(**{key: tf.constant(np.array(value, specs[key].dtype.as_numpy_dtype))
-                         for key, value in inputs.items()})
-    outputs.update({f"{name}.{key}": value.numpy() for key, value in result.items()})
-np.savez(sys.argv[3], **outputs)
+import json, sys, numpy as np
+from tests.apps.test_generative import call_signatures
+np.savez(sys.argv[3], **call_signatures(sys.argv[1], json.loads(sys.argv[2])))
 """
 
 
-def call_signatures(export_path, calls: dict, tmp_path) -> dict:
-    """{name: (signature, inputs)} called on the export in a new process: {name.output: array}."""
+def call_signatures_in_fresh_process(export_path, calls: dict, tmp_path) -> dict:
+    """`call_signatures` in a new process: the export needs nothing of this one."""
     result = run_python(SIGNATURES_IN_FRESH_PROCESS, str(export_path), json.dumps(calls),
                         str(tmp_path / "outputs.npz"))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -65,7 +73,7 @@ def test_vae_exports_its_three_signatures(tiny_run, tmp_path):
     from apps.core.sources.digits import SAMPLE_DIR, read_split
 
     digits = read_split(SAMPLE_DIR, "t10k")[0][-4:]
-    served = call_signatures(metrics["export_path"], {
+    served = call_signatures_in_fresh_process(metrics["export_path"], {
         "generate": ("generate", {"seed": [1, 1, 2]}),
         "reconstruct": ("reconstruct", {"pixels": digits.tolist()}),
         "encode": ("encode", {"pixels": digits[..., None].tolist()})}, tmp_path)
@@ -101,6 +109,7 @@ TINY_CGAN = ["--model", "cgan", "--data", "sample", "--epochs", "3", "--max-exam
              "--judge-epochs", "0", "--explain-examples", "0"]
 
 
+@pytest.mark.long
 def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
     """A cgan run SIGKILLed after its first epoch and run again: no epoch twice, one history,
     the optimizer's state restored (its step count is the whole run's), losses as an
@@ -118,9 +127,10 @@ def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
     process.wait()
     assert 1 <= json.loads(backup.read_text())["epoch"] < 3
 
-    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "Epoch 1/3" not in resumed.stdout
+    status, output, error = cli_in_process(capsys, *command[3:])  # resumed in this process
+    assert status == 0, error
+    assert "Epoch 2/3" in output or "Epoch 3/3" in output
+    assert "Epoch 1/3" not in output
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["resumed"] is True and metrics["epochs_trained"] == 3
     history = _history(run_dir)
@@ -130,10 +140,10 @@ def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
     model = keras.saving.load_model(run_dir / "model.keras")
     assert int(model.optimizer.iterations) == 3 * steps
 
-    uninterrupted = subprocess.run(
-        [*command[:-4], "--run-dir", str(tmp_path / "whole"), "--export-dir",
-         str(tmp_path / "whole_exports")], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    status, _, error = cli_in_process(
+        capsys, *command[3:-4], "--run-dir", str(tmp_path / "whole"), "--export-dir",
+        str(tmp_path / "whole_exports"))
+    assert status == 0, error
     columns = history[0].index("d_loss"), history[0].index("g_loss")
     whole = _history(tmp_path / "whole")
     for column in columns:
@@ -149,7 +159,7 @@ def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
     assert out.stat().st_size > 0
     served = call_signatures(metrics["export_path"], {
         "seven": ("generate", {"seed": [1, 2], "class_id": [7, 7]}),
-        "wrong": ("serving_default", {"seed": [1, 2], "class_id": [7, 8]})}, tmp_path)
+        "wrong": ("serving_default", {"seed": [1, 2], "class_id": [7, 8]})})
     assert np.array_equal(served["seven.images"][0], served["wrong.images"][0])
     assert not np.array_equal(served["seven.images"][1], served["wrong.images"][1])
 
@@ -173,7 +183,7 @@ def test_dcgan_trains_on_a_folder_of_colour_images(image_folder, tmp_path, run_p
     assert metrics["examples"]["test"] > 0 and metrics["skipped_files"] == 1
     assert metrics["class_names"] == ["blue", "green", "red"] and "fid" in metrics
     served = call_signatures(metrics["export_path"],
-                             {"drawn": ("generate", {"seed": [0, 1, 2]})}, tmp_path)
+                             {"drawn": ("generate", {"seed": [0, 1, 2]})})
     assert served["drawn.images"].shape == (3, 32, 32, 3)
 
 

@@ -2,7 +2,6 @@
 grids, BN frozen, feature caching, and the offline proof that a backbone pretrained here
 transfers through a weights file and a TF Hub folder."""
 
-import json
 
 import keras
 import numpy as np
@@ -14,7 +13,7 @@ from apps import get_app
 from apps.core import DataError, RunError, resolve_config, train
 from apps.core.sources.digits import SAMPLE_DIR as MNIST_SAMPLE_DIR
 from apps.core.sources.digits import read_split
-from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN, run_python
+from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN
 
 APP = get_app("vision")
 # The same worker runs every test that shares this app's session runs (pytest-xdist).
@@ -35,27 +34,16 @@ def test_class_folders_train_and_corrupt_files_are_counted(trained):
     assert (REPO_ROOT / config.run_dir / "test_predictions.png").stat().st_size > 10_000
 
 
-SERVE_BOTH = """
-import sys, json, numpy as np, tensorflow as tf
-loaded = tf.saved_model.load(sys.argv[1])
-encoded = [open(path, "rb").read() for path in sys.argv[2:]]
-pixels = [tf.io.decode_image(data, channels=3).numpy() for data in encoded]
-from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
-from_pixels = [loaded.signatures["serving_default"](pixels=tf.constant(p[None]))
-               for p in pixels]
-print(json.dumps({"bytes": from_bytes["probabilities"].numpy().tolist(),
-                  "pixels": [out["probabilities"].numpy()[0].tolist() for out in from_pixels]}))
-"""
-
-
 def test_pixels_and_bytes_signatures_agree_on_any_size(trained, image_folder):
     _, metrics = trained
-    paths = [str(image_folder / "green" / "1.png"), str(image_folder / "blue" / "2.jpg")]
-    result = run_python(SERVE_BOTH, metrics["export_path"], *paths)
-    assert result.returncode == 0, result.stderr[-2000:]
-    served = json.loads(result.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(served["bytes"], served["pixels"], rtol=1e-5, atol=1e-6)
-    assert np.array(served["bytes"]).shape == (2, 3)
+    loaded = tf.saved_model.load(metrics["export_path"])
+    encoded = [(image_folder / "green" / "1.png").read_bytes(),
+               (image_folder / "blue" / "2.jpg").read_bytes()]
+    from_bytes = loaded.signatures["serving_bytes"](image_bytes=tf.constant(encoded))
+    from_pixels = [loaded.signatures["serving_default"](
+        pixels=tf.io.decode_image(data, channels=3)[None])["probabilities"][0] for data in encoded]
+    np.testing.assert_allclose(from_bytes["probabilities"], from_pixels, rtol=1e-5, atol=1e-6)
+    assert from_bytes["probabilities"].shape == (2, 3)
 
 
 def test_fine_tuning_keeps_batch_norm_frozen(image_folder, run_paths):

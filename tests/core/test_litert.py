@@ -25,7 +25,7 @@ def splits_of(inputs, targets):
 ])
 def test_speech_and_a_keras_applications_backbone_convert_and_agree(app_name, options, inputs,
                                                                    tmp_path):
-    version_dir = export_untrained(app_name, tmp_path, inputs[:4], **options)
+    version_dir = export_untrained(app_name, tmp_path, inputs[:4], explained=False, **options)
     targets = np.zeros(len(inputs), np.int64)
     report = export_litert(get_app(app_name), version_dir, "float16",
                            splits_of(inputs, targets), max_examples=16)
@@ -43,8 +43,8 @@ def test_graphs_without_builtin_ops_are_refused_by_name(app_name, options, input
                                                         tmp_path):
     extra = ({"context": {"series": np.arange(60, dtype="float32")},
               "facts": {"split_steps": [40, 50]}} if app_name == "forecast" else {})
-    version_dir = export_untrained(app_name, tmp_path,
-                                   None if app_name == "forecast" else inputs, **extra, **options)
+    version_dir = export_untrained(app_name, tmp_path, None if app_name == "forecast" else inputs,
+                                   explained=False, **extra, **options)
     with pytest.raises(RunError, match="does not convert to LiteRT built-in ops") as error:
         export_litert(get_app(app_name), version_dir, "none",
                       splits_of(inputs, np.zeros((len(inputs), 4), np.float32)), 2)

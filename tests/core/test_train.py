@@ -12,7 +12,7 @@ import pytest
 
 from apps import get_app
 from apps.core import RunError, resolve_config, rundir, train
-from tests.conftest import REPO_ROOT, read_json, run_python
+from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
 
 APP = get_app("mnist")
 
@@ -23,7 +23,8 @@ def _history_epochs(run_dir):
     return [int(row.split(",")[0]) for row in rows]
 
 
-def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_path):
+@pytest.mark.long
+def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_path, capsys):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "apps", "mnist", "train", "--data", "sample", "--model",
                "mnist_mlp", "--explain-examples", "0", "--epochs", "6", "--max-examples",
@@ -39,16 +40,15 @@ def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_pa
     assert 2 <= len(finished_before_kill) < 6, finished_before_kill
     assert not (run_dir / "metrics.json").exists()
 
-    changed = subprocess.run(command[:-4] + ["--epochs", "7"] + command[-4:], cwd=REPO_ROOT,
-                             capture_output=True, text=True)
-    assert changed.returncode == 2
-    assert "interrupted run with other options (epochs)" in changed.stderr
+    status, _, error = cli_in_process(capsys, *command[3:-4], "--epochs", "7", *command[-4:])
+    assert status == 2
+    assert "interrupted run with other options (epochs)" in error
 
-    resumed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    status, output, error = cli_in_process(capsys, *command[3:])  # resumed in this process
+    assert status == 0, error
     assert _history_epochs(run_dir) == list(range(6))
-    assert f"Epoch {len(finished_before_kill) + 1}/6" in resumed.stdout
-    assert "Epoch 1/6" not in resumed.stdout
+    assert f"Epoch {len(finished_before_kill) + 1}/6" in output
+    assert "Epoch 1/6" not in output
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["resumed"] is True and metrics["epochs_trained"] == 6
 
@@ -89,6 +89,7 @@ sys.exit(main(APP_NAMES, get_app, sys.argv[1:]))
 """
 
 
+@pytest.mark.long
 def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
     result = run_python(MIRRORED_ON_TWO_CPUS, "mnist", "train", "--data", "sample", "--model",
                         "mnist_mlp", "--epochs", "2", "--distribute", "mirrored",

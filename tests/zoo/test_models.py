@@ -116,14 +116,14 @@ CHEAP_OPTIONS = {"image_transfer": {"backbone": "convnet", "input_shape": (32, 3
                  "text_transfer": {"sequence_length": 16}}
 
 JAX_TRAIN_STEP = """
-import json, sys, tempfile, keras, numpy as np, zoo
+import json, tempfile, keras, numpy as np, zoo
 from tests.conftest import write_tiny_bert_preset
 from tests.zoo.test_models import CHEAP_OPTIONS, example_inputs
 assert keras.backend.backend() == "jax"
 CHEAP_OPTIONS["text_transfer"]["backbone"] = write_tiny_bert_preset(
     tempfile.mkdtemp(), [f"word{index}" for index in range(60)])  # example ids go up to 50
 losses = {}
-for name in zoo.list_models()[int(sys.argv[1])::2]:
+for name in zoo.list_models():
     model = zoo.build(name, **CHEAP_OPTIONS.get(name, {}))
     inputs = example_inputs(model)
     before = [weight.copy() for weight in model.get_weights()]
@@ -140,12 +140,14 @@ print(json.dumps(losses))
 """
 
 
-@pytest.mark.parametrize("half", [0, 1])  # every other model: the two halves run side by side
-def test_every_model_trains_a_step_on_the_jax_backend(half):
-    result = run_python(JAX_TRAIN_STEP, str(half), env={"KERAS_BACKEND": "jax"})
+@pytest.mark.long
+def test_every_model_trains_a_step_on_the_jax_backend():
+    # The step's mechanics, not its speed: XLA's cheapest compilation (a third of the time).
+    result = run_python(JAX_TRAIN_STEP, env={"KERAS_BACKEND": "jax", "XLA_FLAGS": (
+        "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")})
     assert result.returncode == 0, result.stderr[-3000:]
     losses = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(losses) == set(zoo.list_models()[half::2])
+    assert set(losses) == set(zoo.list_models())
     assert all(np.isfinite(loss) for loss in losses.values())
 
 
