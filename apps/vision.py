@@ -44,7 +44,8 @@ class VisionConfig(TrainConfig):
     dataset: str = option("tf_flowers", "TFDS image dataset for --data tfds/auto")
     image_size: int = option(224, "images are resized to this square size inside the model")
     backbone: str = option("mobilenet_v2", "image_transfer backbone: a keras.applications name "
-                                           "(mobilenet_v2, efficientnet_b0, resnet50, ...), the "
+                                           "(mobilenet_v2, efficientnet_b0, resnet50, ...), "
+                                           "efficientnet_lite0 (ImageNet weights offline), the "
                                            "zoo's convnet, kerashub:<preset or folder>, or "
                                            "hub:<TF Hub handle, URL or SavedModel folder>")
     weights: str = option("imagenet", "weights of a built-in backbone: imagenet, none, or a "

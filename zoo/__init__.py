@@ -3,8 +3,9 @@
 Public names only here; apps use nothing else of the zoo.
 """
 
-from zoo import cnn, generative, mlp, rnn, text, transfer  # noqa: F401  (registers builders)
+from zoo import cnn, efficientnet_lite, generative, mlp, rnn, text, transfer  # noqa: F401
 from zoo.backbones import BackboneSource, image_source, text_source
+from zoo.efficientnet_lite import ImageNetClassifier
 from zoo.finetune import fine_tunable_variables, unfreeze_top
 from zoo.generative import GAN, VAE
 from zoo.hub import save_hub_module
@@ -12,6 +13,7 @@ from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.transfer import TransferClassifier
 
-__all__ = ["GAN", "GRADCAM_LAYER", "VAE", "BackboneSource", "ModelEntry", "TransferClassifier", "build",
-           "describe", "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
-           "save_hub_module", "text_source", "unfreeze_top"]
+__all__ = ["GAN", "GRADCAM_LAYER", "VAE", "BackboneSource", "ImageNetClassifier", "ModelEntry",
+           "TransferClassifier", "build", "describe", "fine_tunable_variables", "get_entry",
+           "image_source", "list_models", "register_model", "save_hub_module", "text_source",
+           "unfreeze_top"]

