@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import zoo
 from apps.core import explain, litert, plots
-from zoo.efficientnet_lite import IMAGE_SIZE
+from zoo.efficientnet_lite import IMAGE_SIZE, CenterCropResize
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # scikit-image's colour photographs, by the name of their loader in skimage.data.
@@ -30,9 +30,9 @@ def photographs() -> dict[str, np.ndarray]:
     to 224 pixels (as the model does inside), uint8 RGB."""
     import skimage.data
 
-    crop = tf.keras.layers.Resizing(IMAGE_SIZE, IMAGE_SIZE, crop_to_aspect_ratio=True)
-    return {name: np.round(crop(getattr(skimage.data, name)()[..., :3].astype("float32")).numpy())
-            .clip(0, 255).astype("uint8") for name in PHOTOGRAPHS}
+    crop = CenterCropResize(IMAGE_SIZE)
+    return {name: np.round(crop(getattr(skimage.data, name)()[..., :3]).numpy()).clip(0, 255)
+            .astype("uint8") for name in PHOTOGRAPHS}
 
 
 def top_classes(model, photos: dict, top: int = 3) -> dict:

@@ -99,8 +99,7 @@ def load_checkpoint(model: keras.Model, path, skip=()) -> None:
             modules.setdefault(module, {})[parameter] = value
     by_layer = {"_".join(part.lstrip("_") for part in module.split(".")): module
                 for module in modules}
-    weighted = [layer for layer in model._flatten_layers() if layer.weights and not isinstance(
-        layer, keras.Model)]
+    weighted = [layer for layer in model.layers if layer.weights]
     missing = [layer.name for layer in weighted if layer.name not in by_layer]
     unused = sorted(set(by_layer) - {layer.name for layer in weighted})
     if missing or unused:

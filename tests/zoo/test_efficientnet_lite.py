@@ -36,8 +36,7 @@ def test_the_checkpoint_reads_whole_and_every_tensor_lands_once(classifier):
     assert len(state) == 296 and state["_fc.weight"].shape == (1000, 1280)
     assert state["_bn0.num_batches_tracked"].dtype == np.int64
     counters = [key for key in state if key.endswith("num_batches_tracked")]
-    weights = sum(len(layer.weights) for layer in classifier._flatten_layers()
-                  if layer.weights and layer is not classifier)
+    weights = sum(len(layer.weights) for layer in classifier.layers)
     assert weights == len(state) - len(counters)  # the rest are BatchNorm's step counters
     stem = classifier.get_layer("conv_stem").kernel.numpy()
     np.testing.assert_array_equal(stem, state["_conv_stem.weight"].transpose(2, 3, 1, 0))
