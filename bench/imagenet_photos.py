@@ -53,8 +53,8 @@ def litert_agreement(model, photos: dict) -> dict:
     photographs), top-1 against the float model on the photographs and their mirror images."""
     from ai_edge_litert.interpreter import Interpreter
 
-    images = np.concatenate([np.stack(list(photos.values())),
-                             np.stack(list(photos.values()))[:, :, ::-1]]).astype("float32")
+    stacked = np.stack(list(photos.values()))
+    images = np.concatenate([stacked, stacked[:, :, ::-1]]).astype("float32")
     with tempfile.TemporaryDirectory() as folder:  # converted from its SavedModel, as apps do
         model.export(folder, verbose=False)
         saved_model = tf.saved_model.load(folder)

@@ -152,6 +152,7 @@ def report_explanations(app, model, splits, predictions, run_dir: Path, rebuild,
     rebuilt = rebuild()
 
     explainers = {}
+    several_calls = len(raw[examples]) > EXPLAINED_PER_CALL
 
     def maps(of_model, method, batch) -> dict:
         """`method`'s outputs for `batch` (attributions, and tokens or the explained input where
@@ -162,7 +163,6 @@ def report_explanations(app, model, splits, predictions, run_dir: Path, rebuild,
             def explainer(part):
                 return explain(of_model, app.explanation, to_model_input, part, method)
 
-            several_calls = len(raw[examples]) > EXPLAINED_PER_CALL
             explainers[id(of_model), method] = tf.function(
                 explainer, reduce_retracing=True, autograph=False) if several_calls else explainer
         explainer = explainers[id(of_model), method]
