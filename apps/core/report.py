@@ -35,6 +35,8 @@ def _model_card(app, config, metrics: dict, signatures: dict) -> str:
         "## Model",
         f"- Zoo model `{config.model}` with options {config.model_options() or 'default'}; "
         f"preprocessing inside the model.",
+        *([f"- Backbone: {metrics['backbone']} ({metrics['backbone_choice']})."]
+          if "backbone_choice" in metrics else []),
         f"- Trained {metrics['epochs_trained']} epochs, batch {config.batch_size}, "
         f"{'AdamW (weight decay ' + str(config.weight_decay) + ')' if config.weight_decay else 'Adam'} "
         f"peak lr {config.learning_rate} ({config.schedule} schedule, {config.warmup_steps} "

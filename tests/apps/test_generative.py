@@ -105,6 +105,33 @@ def test_cgan_draws_the_class_asked_for(sample_run):
     assert len(list((REPO_ROOT / config.run_dir / "samples").glob("epoch_*.png"))) == 10
 
 
+def test_the_judge_is_trained_once_per_training_set(tmp_path, monkeypatch):
+    """A second run on the same training part reads the first run's judge instead of training
+    one; other training data get a judge of their own."""
+    import tensorflow as tf
+
+    from apps.core import DataSplits
+    from apps.core.outputs import generation
+
+    monkeypatch.setattr(generation, "JUDGES_DIR", tmp_path)
+    images = np.random.default_rng(0).random((64, 28, 28, 1)).astype("float32")
+    labels = np.arange(64) % 2
+
+    def splits(pictures):
+        pairs = tf.data.Dataset.from_tensor_slices(({"images": pictures, "labels": labels},
+                                                    labels))
+        return DataSplits(train=pairs, test=pairs, class_names=["a", "b"], source="noise")
+
+    judge, _, weights = generation.train_judge(splits(images), (28, 28, 1), 1, seed=0)
+    judge.set_weights([np.full_like(weight, 0.5) for weight in judge.get_weights()])
+    judge.save_weights(weights)
+    reread, _, same_weights = generation.train_judge(splits(images), (28, 28, 1), 1, seed=0)
+    assert same_weights == weights and list(tmp_path.iterdir()) == [weights]
+    assert all((weight == 0.5).all() for weight in reread.get_weights())
+    other = generation.train_judge(splits(1 - images), (28, 28, 1), 1, seed=0)[2]
+    assert other != weights and sorted(tmp_path.iterdir()) == sorted([weights, other])
+
+
 TINY_CGAN = ["--model", "cgan", "--data", "sample", "--epochs", "3", "--max-examples", "1024",
              "--judge-epochs", "0", "--explain-examples", "0"]
 

@@ -53,7 +53,8 @@ def test_model_args_are_checked_against_the_builder(capsys, tmp_path, model_arg,
 
 def test_offline_imagenet_weights_are_explained_in_flags(capsys, image_folder, tmp_path):
     line = one_error_line(capsys, "vision", "train", "--data", str(image_folder),
-                          "--image-size", "32", "--run-dir", str(tmp_path / "run"))
+                          "--backbone", "mobilenet_v2", "--image-size", "32",
+                          "--run-dir", str(tmp_path / "run"))
     assert "ImageNet weights of mobilenet_v2 could not be downloaded" in line
     assert "pass --weights PATH to a local weights file, --weights none" in line
     assert "or --backbone efficientnet_lite0, whose ImageNet weights install offline" in line

@@ -6,7 +6,8 @@ vectors each time, and samples.gif of them all); for the VAE its reconstructions
 images and, with a 2-D latent, the map of the held-out images' means and the decoded manifold.
 
 Measured, on the held-out test split, by a judge that is not the model judged: the zoo's
-`small_cnn` classifier trained on this run's training part. FID is the Frechet distance between
+`small_cnn` classifier trained on this run's training part (once per training set: later runs on
+the same data reuse it from data/generated/judges/). FID is the Frechet distance between
 the Gaussians fitted to its 128 penultimate features of the test images and of as many generated
 ones (Heusel et al., 2017, with this judge in place of Inception); `fid_untrained` is the same for
 a freshly initialised model of the same architecture. Conditional models: the fraction of
@@ -14,7 +15,9 @@ generated images the judge puts in the requested class. VAE: the held-out loss o
 reconstructions and the judge's accuracy on them.
 """
 
+import hashlib
 import json
+import os
 
 import keras
 import numpy as np
@@ -26,6 +29,7 @@ import zoo
 from apps.core import plots
 from apps.core.errors import RunError
 from apps.core.outputs.base import OutputKind
+from apps.core.sources import REPO_ROOT
 
 GRID_COLUMNS = 8
 IMAGES_PER_CLASS = 100
@@ -68,14 +72,36 @@ def _write_gif(run_dir) -> None:
                        duration=500, loop=0)
 
 
+# Judges trained here, one per training set, judge architecture, epochs and seed (gitignored, like
+# the generated speech corpus).
+JUDGES_DIR = REPO_ROOT / "data" / "generated" / "judges"
+
+
 def train_judge(splits, image_shape, epochs: int, seed: int):
-    """The judge: zoo small_cnn trained on the training part; (model, features model)."""
+    """The judge: zoo small_cnn trained on the training part; (model, features model, weights
+    file). Trained once per training set (its images and labels hashed), architecture, epochs and
+    seed, and kept in JUDGES_DIR: runs on the same data share their judge, so their FIDs are
+    measured alike, and only the first pays for training it."""
     keras.utils.set_random_seed(seed)
     judge = zoo.build("small_cnn", input_shape=image_shape, num_classes=len(splits.class_names))
-    judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     images = splits.train.map(lambda inputs, label: (inputs["images"], label))
-    judge.fit(images.shuffle(10_000, seed=seed).batch(128), epochs=epochs, verbose=0)
-    return judge, keras.Model(judge.inputs, judge.layers[-2].output)
+    layers = [{key: value for key, value in layer.get_config().items() if key != "name"}
+              for layer in judge.layers]
+    digest = hashlib.sha256(json.dumps([layers, epochs, seed], sort_keys=True).encode())
+    for batch, labels in images.batch(1024).as_numpy_iterator():
+        digest.update(batch.tobytes())
+        digest.update(labels.astype("int64").tobytes())
+    weights = JUDGES_DIR / f"small_cnn_{digest.hexdigest()[:16]}.weights.h5"
+    if weights.exists():
+        judge.load_weights(weights)
+    judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if not weights.exists():
+        judge.fit(images.shuffle(10_000, seed=seed).batch(128), epochs=epochs, verbose=0)
+        JUDGES_DIR.mkdir(parents=True, exist_ok=True)
+        staging = weights.with_name(f"{weights.name}.{os.getpid()}.weights.h5")
+        judge.save_weights(staging)
+        os.replace(staging, weights)  # whole or absent, when two runs train the same judge
+    return judge, keras.Model(judge.inputs, judge.layers[-2].output), weights
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
@@ -125,8 +151,8 @@ def report_quality(model, predictions, splits, run_dir, config, rebuild) -> dict
                + ("--judge-epochs 0." if config.judge_epochs <= 0 else
                   "the data have one class, so no classifier can be trained as the judge.")}
     if measures:
-        judge, features = train_judge(splits, model.image_shape, config.judge_epochs,
-                                      config.seed)
+        judge, features, judge_weights = train_judge(splits, model.image_shape,
+                                                     config.judge_epochs, config.seed)
         judge_accuracy = float(judge.evaluate(images, labels, verbose=0)[1])
         test_features = features.predict(images, batch_size=256, verbose=0)
 
@@ -138,9 +164,12 @@ def report_quality(model, predictions, splits, run_dir, config, rebuild) -> dict
 
         metrics = {"fid": fid(model), "fid_untrained": fid(rebuild()),
                    "judge_test_accuracy": round(judge_accuracy, 4),
+                   "judge_weights": str(judge_weights),
                    "quality_method": (
                        f"Judge: the zoo's `small_cnn` trained {config.judge_epochs} epochs on "
-                       f"this run's training part (test accuracy {judge_accuracy:.4f}). `fid`: "
+                       f"this run's training part (test accuracy {judge_accuracy:.4f}; trained "
+                       f"once per training set and kept in `judge_weights`, so runs on the same "
+                       f"data are measured by the same judge). `fid`: "
                        f"Frechet distance between its 128 penultimate features of the "
                        f"{len(images)} test images and of as many generated images (classes as "
                        f"in the test split); `fid_untrained`: the same for an untrained model of "

@@ -18,7 +18,9 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 SAMPLES_DIR = REPO_ROOT / "data"
 
 
-def _tfds_reachable(timeout_seconds: float = 3.0) -> bool:
+def google_storage_reachable(timeout_seconds: float = 3.0) -> bool:
+    """Whether storage.googleapis.com answers: TFDS's datasets and keras.applications' weights
+    download from it."""
     try:
         socket.create_connection(("storage.googleapis.com", 443), timeout=timeout_seconds).close()
         return True
@@ -44,7 +46,7 @@ def resolve_source(data: str, tfds_name: str | None) -> tuple[str, str]:
 
     if tfds.builder(tfds_name).is_prepared():
         return "tfds", f"auto: TFDS {tfds_name} is already prepared on disk"
-    if _tfds_reachable():
+    if google_storage_reachable():
         return "tfds", f"auto: TFDS {tfds_name} is not on disk but can be downloaded"
     return "sample", (f"auto: TFDS {tfds_name} is not prepared on disk and cannot be downloaded "
                       f"(no network)")

@@ -10,6 +10,7 @@ variants are never heard in training.
 """
 
 import argparse
+import io
 import shutil
 import subprocess
 import tempfile
@@ -53,20 +54,42 @@ def to_sample_rate(samples: np.ndarray, rate: int) -> np.ndarray:
     return signal.resample_poly(samples, SAMPLE_RATE // gcd, rate // gcd)
 
 
-def _speak(word: str, voice: str, rng: np.random.Generator, scratch: Path) -> np.ndarray:
-    """One utterance as a float32 16 kHz waveform, padded or trimmed to one second."""
-    raw = scratch / "utterance.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rng.integers(120, 200)),
-                    "-p", str(rng.integers(20, 80)), "-w", str(raw), word], check=True)
-    with wave.open(str(raw)) as handle:
+# The pause asked for between the words of one call (espeak-ng shortens it at fast speeds, to
+# about half), and the shortest silence taken as the end of a word (the longest pause inside a
+# word, a stop consonant's closure, is about 0.1 s).
+WORD_BREAK_MS = 2000
+MIN_WORD_GAP_SECONDS = 0.4
+
+
+def _speak(words: list[str], voice: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """Each of `words` spoken by `voice` at its own random speed and pitch, as float32 16 kHz
+    waveforms padded or trimmed to one second. One espeak-ng call speaks them all (SSML breaks
+    between them, espeak-ng's embedded speed and pitch commands before each), since starting
+    espeak-ng costs more than speaking a word; the words are cut apart at the breaks."""
+    ssml = "".join(f"\x01{rng.integers(20, 80)}P\x01{rng.integers(120, 200)}S{word}"
+                   f'<break time="{WORD_BREAK_MS}ms"/>' for word in words)
+    spoken = subprocess.run(["espeak-ng", "-v", voice, "-m", "--stdout", f"<speak>{ssml}</speak>"],
+                            capture_output=True, check=True).stdout
+    with wave.open(io.BytesIO(spoken)) as handle:
         rate = handle.getframerate()
         samples = np.frombuffer(handle.readframes(handle.getnframes()), "<i2") / 32768.0
-    samples = to_sample_rate(samples, rate)
-    spoken = np.flatnonzero(np.abs(samples) > 0.02)
-    samples = samples[spoken[0] : spoken[-1] + 1] if len(spoken) else samples
+    voiced = np.flatnonzero(np.abs(samples) > 0.02)
+    ends = np.flatnonzero(np.diff(voiced) > MIN_WORD_GAP_SECONDS * rate)
+    starts, stops = np.r_[voiced[0], voiced[ends + 1]], np.r_[voiced[ends], voiced[-1]] + 1
+    if len(starts) != len(words):
+        raise DataError(f"espeak-ng voice {voice} spoke {len(starts)} separate words for the "
+                        f"{len(words)} asked ({' '.join(words)}); check `espeak-ng -v {voice} "
+                        f"yes` speaks.")
+    return [_one_second_clip(to_sample_rate(samples[start:stop], rate), rng)
+            for start, stop in zip(starts, stops)]
+
+
+def _one_second_clip(utterance: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The utterance at a random offset in one second, at a random loudness, with a little
+    noise."""
     clip = np.zeros(SAMPLE_RATE)
-    offset = rng.integers(0, max(1, SAMPLE_RATE - len(samples)))
-    clip[offset : offset + len(samples)] = samples[:SAMPLE_RATE]
+    offset = rng.integers(0, max(1, SAMPLE_RATE - len(utterance)))
+    clip[offset : offset + len(utterance)] = utterance[:SAMPLE_RATE]
     clip *= rng.uniform(0.3, 1.0) / max(np.abs(clip).max(), 1e-6)
     return (clip + rng.uniform(0.0, 0.02) * rng.standard_normal(SAMPLE_RATE)).astype("float32")
 
@@ -97,20 +120,19 @@ def generate(out_dir: Path = DEFAULT_DIR, seed: int = 0, accents: tuple = ACCENT
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".speech-", dir=out_dir.parent))
     lists = {"validation": [], "testing": []}
-    with tempfile.TemporaryDirectory() as scratch:
-        for variants, split in ((train_variants, None), (VALIDATION_VARIANTS, "validation"),
-                                (TEST_VARIANTS, "testing")):
-            for variant in variants:
-                for accent in accents:
-                    voice = f"{accent}+{variant}"
-                    words = [w for w in COMMANDS for _ in range(TAKES_PER_COMMAND)]
-                    words += list(rng.choice(OTHER_WORDS, size=3, replace=False))
-                    for take, word in enumerate(words):
-                        name = f"{word}/{voice.replace('+', '_')}_nohash_{take}.wav"
-                        (staging / word).mkdir(exist_ok=True)
-                        write_wav(staging / name, _speak(word, voice, rng, Path(scratch)))
-                        if split:
-                            lists[split].append(name)
+    for variants, split in ((train_variants, None), (VALIDATION_VARIANTS, "validation"),
+                            (TEST_VARIANTS, "testing")):
+        for variant in variants:
+            for accent in accents:
+                voice = f"{accent}+{variant}"
+                words = [w for w in COMMANDS for _ in range(TAKES_PER_COMMAND)]
+                words += list(rng.choice(OTHER_WORDS, size=3, replace=False))
+                for take, (word, clip) in enumerate(zip(words, _speak(words, voice, rng))):
+                    name = f"{word}/{voice.replace('+', '_')}_nohash_{take}.wav"
+                    (staging / word).mkdir(exist_ok=True)
+                    write_wav(staging / name, clip)
+                    if split:
+                        lists[split].append(name)
     (staging / "_background_noise_").mkdir()
     for name, noise in _noises(rng).items():
         write_wav(staging / "_background_noise_" / f"{name}.wav", noise)
