@@ -22,10 +22,11 @@ def _perceptron(name, input_shape, hidden_units, num_outputs, dropout_rate=0.0, 
 
 
 @register_model(task="image_classification", inputs="float32 [batch, 28, 28, 1] pixels in [0, 1]",
-                search={"hidden_units": [64, 128, 256]})
-def mnist_mlp(input_shape=(28, 28, 1), num_classes=10, hidden_units=128):
-    """The seed's MNIST MLP: Flatten, Dense 128 relu, Dense softmax."""
-    return _perceptron("mnist_mlp", input_shape, [hidden_units], num_classes)
+                search={"hidden_units": [64, 128, 256], "dropout_rate": (0.0, 0.5)})
+def mnist_mlp(input_shape=(28, 28, 1), num_classes=10, hidden_units=128, dropout_rate=0.2):
+    """The seed's MNIST MLP with the TF beginner tutorial's dropout: Flatten, Dense 128 relu,
+    Dropout 0.2, Dense softmax."""
+    return _perceptron("mnist_mlp", input_shape, [hidden_units], num_classes, dropout_rate)
 
 
 @register_model(task="binary_classification", inputs="float32 [batch, 20] features")

@@ -53,11 +53,15 @@ def test_builder_options_need_defaults():
 
 
 def test_seed_architectures_are_exact():
-    mlp = zoo.build("mnist_mlp")
+    mlp = zoo.build("mnist_mlp", dropout_rate=0.0)  # the seed's; by default the TF tutorial's
     assert [type(layer).__name__ for layer in mlp.layers] == [
         "InputLayer", "Flatten", "Dense", "Dense"]
     assert mlp.layers[2].units == 128 and mlp.layers[2].activation.__name__ == "relu"
     assert mlp.layers[3].units == 10 and mlp.layers[3].activation.__name__ == "softmax"
+    tutorial = zoo.build("mnist_mlp")
+    assert [type(layer).__name__ for layer in tutorial.layers] == [
+        "InputLayer", "Flatten", "Dense", "Dropout", "Dense"]
+    assert tutorial.layers[3].rate == 0.2
     binary = zoo.build("binary_mlp")
     assert binary.input_shape == (None, 20)
     assert [layer.units for layer in binary.layers[1:]] == [64, 1]
