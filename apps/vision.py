@@ -99,6 +99,12 @@ def load_data(config) -> DataSplits:
     return splits
 
 
+def _chosen_backbone(config, splits: DataSplits) -> str:
+    """The backbone `load_data` resolved `--backbone` to (as given where splits come from
+    elsewhere)."""
+    return splits.facts.get("backbone", config.backbone)
+
+
 def _load_splits(config) -> DataSplits:
     source, reason = resolve_source(config.data, config.dataset)
     if source == "tfds":
@@ -130,8 +136,7 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     trained from scratch get them rescaled to [0, 1]."""
     size, options = config.image_size, config.model_options()
     if config.model == "image_transfer":
-        backbone = splits.facts.get("backbone", config.backbone)  # "auto" resolved by load_data
-        return zoo.build("image_transfer", backbone=backbone,
+        return zoo.build("image_transfer", backbone=_chosen_backbone(config, splits),
                          weights=None if config.weights == "none" else config.weights,
                          input_shape=(size, size, 3), num_classes=len(splits.class_names),
                          **options)
@@ -155,7 +160,7 @@ def save_backbone(model, splits: DataSplits, run_dir: Path, config) -> dict:
                                                                        keras.Model):
         return {}
     saved = {}
-    if zoo.image_source(splits.facts.get("backbone", config.backbone)).kind == "builtin":
+    if zoo.image_source(_chosen_backbone(config, splits)).kind == "builtin":
         model.backbone.save_weights(run_dir / "backbone.weights.h5")
         saved["backbone_weights"] = str(run_dir / "backbone.weights.h5")
     if not config.save_backbone_hub:

