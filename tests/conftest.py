@@ -48,33 +48,69 @@ def cli_in_process(capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
-SERVE_IN_FRESH_PROCESS = """
-import sys, numpy as np, tensorflow as tf
+# Exports are called in a process of their own that imports TensorFlow alone (and the tokenizer
+# ops text exports use), never the training code, as a server would; one such process per test
+# worker loads every export it is sent, so each test does not pay TensorFlow's start-up again.
+EXPORT_CALLER = """
+import json, sys, traceback, numpy as np, tensorflow as tf
 import tensorflow_text  # registers the tokenizer ops that text exports use
-export_dir, input_path, output_path, *signatures = sys.argv[1:]
-loaded = tf.saved_model.load(export_dir)
-raw = np.load(input_path, allow_pickle=True)
-outputs = {}
-for signature in signatures:
-    serve = loaded.signatures[signature]
-    name = list(serve.structured_input_signature[1])[0]
-    outputs.update({f"{signature}/{key}": value.numpy()
-                    for key, value in serve(**{name: tf.constant(raw)}).items()})
-np.savez(output_path, **outputs)
+for line in sys.stdin:
+    request = json.loads(line)
+    try:
+        loaded = tf.saved_model.load(request["export"])
+        outputs = {}
+        for name, (signature, inputs) in request["calls"].items():
+            function = loaded.signatures[signature]
+            specs = function.structured_input_signature[1]
+            if isinstance(inputs, str):  # a .npy file for the signature's one input
+                inputs = {next(iter(specs)): np.load(inputs, allow_pickle=True)}
+            result = function(**{key: tf.constant(np.array(value, specs[key].dtype.as_numpy_dtype))
+                                 for key, value in inputs.items()})
+            outputs.update({f"{name}/{key}": value.numpy() for key, value in result.items()})
+        np.savez(request["output"], **outputs)
+        print("ok", flush=True)
+    except Exception:
+        print(json.dumps(traceback.format_exc()), flush=True)
 """
+_export_caller = {}
 
 
-def serve_in_fresh_process(export_dir, raw_inputs, tmp_path, signatures=("serving_default",)):
-    """Calls an export's signatures on the same raw batch in one new process (one load):
-    {signature: {output name: array}}."""
-    input_path, output_path = tmp_path / "serve_input.npy", tmp_path / "serve_output.npz"
-    np.save(input_path, raw_inputs)
-    result = run_python(SERVE_IN_FRESH_PROCESS, str(export_dir), str(input_path),
-                        str(output_path), *signatures)
-    assert result.returncode == 0, result.stderr[-3000:]
+def call_export(export_dir, calls: dict, tmp_path) -> dict:
+    """Calls signatures of an export in the export-calling process (started on first use):
+    `calls` is {name: (signature, inputs)}, inputs a dict by input name or the path of a .npy
+    file for the signature's only input; returns {name: {output name: array}}."""
+    import atexit
+    import tempfile
+
+    caller = _export_caller.get("process")
+    if caller is None or caller.poll() is not None:
+        log = _export_caller["log"] = tempfile.NamedTemporaryFile("w+", suffix=".log")
+        caller = _export_caller["process"] = subprocess.Popen(
+            [sys.executable, "-c", EXPORT_CALLER], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        atexit.register(caller.kill)
+    output_path = tmp_path / "export_outputs.npz"
+    caller.stdin.write(json.dumps({"export": str(export_dir), "output": str(output_path),
+                                   "calls": {name: [signature, inputs] for name, (signature, inputs)
+                                             in calls.items()}}) + "\n")
+    caller.stdin.flush()
+    answer = caller.stdout.readline().strip()
+    if answer != "ok":
+        _export_caller["log"].seek(0)
+        raise AssertionError(json.loads(answer) if answer else _export_caller["log"].read()[-3000:])
     outputs = dict(np.load(output_path, allow_pickle=True))
-    return {signature: {key.split("/", 1)[1]: value for key, value in outputs.items()
-                        if key.startswith(f"{signature}/")} for signature in signatures}
+    return {name: {key.split("/", 1)[1]: value for key, value in outputs.items()
+                   if key.startswith(f"{name}/")} for name in calls}
+
+
+def serve_in_separate_process(export_dir, raw_inputs, tmp_path, signatures=("serving_default",)):
+    """Calls an export's signatures on the same raw batch in the export-calling process:
+    {signature: {output name: array}}."""
+    input_path = tmp_path / "serve_input.npy"
+    np.save(input_path, raw_inputs)
+    return call_export(export_dir, {signature: (signature, str(input_path))
+                                    for signature in signatures}, tmp_path)
 
 
 def read_json(path: Path):

@@ -1,6 +1,7 @@
 """Every app, end to end: its sample -> train (the app's tiny configuration) -> report ->
-export -> the export called with raw input in a fresh process, equal to the trained model ->
-`explain` and `predict` on files, answering what the export computes.
+export -> the export called with raw input in a separate process that imports TensorFlow alone,
+equal to the trained model -> `explain` and `predict` on files, answering what the export
+computes.
 
 Mechanics only: the quality of each app's default run is checked by its floors. Each app's raw
 examples are declared once here; a new app adds one entry.
@@ -17,7 +18,7 @@ import tensorflow as tf
 from apps import APP_NAMES, get_app
 from apps.core.explain import methods_for
 from apps.core.outputs import Generation
-from tests.conftest import COLOURS, REPO_ROOT, cli_in_process, serve_in_fresh_process
+from tests.conftest import COLOURS, REPO_ROOT, cli_in_process, serve_in_separate_process
 
 
 def mnist_examples(folder):
@@ -113,7 +114,7 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=False)
     expected_output = model.predict(model_input, verbose=0)
     signatures = ("serving_default", "explain") if app.explanation else ("serving_default",)
-    called = serve_in_fresh_process(metrics["export_path"], raw, tmp_path, signatures)
+    called = serve_in_separate_process(metrics["export_path"], raw, tmp_path, signatures)
     served = called["serving_default"]
     output_key = "probabilities" if app.output.classifier else "forecast"
     np.testing.assert_allclose(served[output_key], expected_output, rtol=1e-4, atol=1e-5)

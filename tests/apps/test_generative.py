@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import zoo  # noqa: F401  (registers the zoo's VAE and GAN classes for load_model)
-from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
+from tests.conftest import REPO_ROOT, call_export, cli_in_process, read_json
 
 # The resumed run's last d_loss and g_loss against an uninterrupted run's: 0.006 and 0.013 apart
 # in each of 3 kills after epoch 1 (the resumed run restarts the noise generator and the
@@ -36,19 +36,6 @@ def call_signatures(export_path, calls: dict) -> dict:
     return outputs
 
 
-SIGNATURES_IN_FRESH_PROCESS = """
-import json, sys, numpy as np
-from tests.apps.test_generative import call_signatures
-np.savez(sys.argv[3], **call_signatures(sys.argv[1], json.loads(sys.argv[2])))
-"""
-
-
-def call_signatures_in_fresh_process(export_path, calls: dict, tmp_path) -> dict:
-    """`call_signatures` in a new process: the export needs nothing of this one."""
-    result = run_python(SIGNATURES_IN_FRESH_PROCESS, str(export_path), json.dumps(calls),
-                        str(tmp_path / "outputs.npz"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return dict(np.load(tmp_path / "outputs.npz"))
 
 
 @pytest.mark.floor
@@ -73,19 +60,19 @@ def test_vae_exports_its_three_signatures(tiny_run, tmp_path):
     from apps.core.sources.digits import SAMPLE_DIR, read_split
 
     digits = read_split(SAMPLE_DIR, "t10k")[0][-4:]
-    served = call_signatures_in_fresh_process(metrics["export_path"], {
+    served = call_export(metrics["export_path"], {
         "generate": ("generate", {"seed": [1, 1, 2]}),
         "reconstruct": ("reconstruct", {"pixels": digits.tolist()}),
         "encode": ("encode", {"pixels": digits[..., None].tolist()})}, tmp_path)
-    generated = served["generate.images"]
+    generated = served["generate"]["images"]
     assert generated.dtype == np.uint8 and generated.shape == (3, 28, 28, 1)
     assert np.array_equal(generated[0], generated[1]) and not np.array_equal(generated[0],
                                                                              generated[2])
     model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras")
     expected = model.predict({"images": digits[..., None] / 255.0, "labels": np.zeros(4)},
                              verbose=0)
-    np.testing.assert_allclose(served["encode.mean"], expected["mean"], atol=1e-4)
-    reconstructed = served["reconstruct.images"]
+    np.testing.assert_allclose(served["encode"]["mean"], expected["mean"], atol=1e-4)
+    reconstructed = served["reconstruct"]["images"]
     assert reconstructed.dtype == np.uint8 and reconstructed.shape == digits.shape
     assert np.abs(reconstructed.astype(int)
                   - np.round(expected["reconstruction"][..., 0] * 255)).max() <= 1
