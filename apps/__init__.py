@@ -2,7 +2,7 @@
 
 import importlib
 
-APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative")
+APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative", "segmentation")
 
 
 def get_app(name: str):

@@ -140,6 +140,7 @@ TINY_RUNS = {
     "forecast": {"epochs": 1, "model_arg": ["units=8"]},
     "generative": {"epochs": 1, "judge_epochs": 1, "max_examples": 512},
     "sentiment": {"epochs": 1, "fine_tune_epochs": 1, "explain_examples": 2},
+    "segmentation": {"epochs": 1, "image_size": 32, "model_arg": ["filters=(8, 16, 32)"]},
 }
 
 
@@ -238,9 +239,18 @@ def small_speech_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def small_scene_folder(tmp_path_factory):
+    """The digit scenes sample's layout with 80 training and 16 test scenes instead of 1,400."""
+    from apps.core.sources import digit_scenes
+
+    return digit_scenes.generate(tmp_path_factory.mktemp("scenes") / "digit_scenes",
+                                 scenes={"train": 80, "test": 16})
+
+
+@pytest.fixture(scope="session")
 def tiny_run(sample_run, request):
     """`tiny_run(app_name)`: the app's shared tiny run (TINY_RUNS) on its sample, or for vision
-    on `image_folder`; (config, metrics)."""
+    on `image_folder` and for segmentation on `small_scene_folder`; (config, metrics)."""
 
     def run(app_name: str):
         if app_name == "vision":
@@ -249,6 +259,8 @@ def tiny_run(sample_run, request):
         options = dict(TINY_RUNS[app_name])
         if app_name == "speech":
             options["data"] = str(request.getfixturevalue("small_speech_corpus"))
+        if app_name == "segmentation":
+            options["data"] = str(request.getfixturevalue("small_scene_folder"))
         if app_name == "sentiment":
             options["model_arg"] = [f"backbone={request.getfixturevalue('tiny_bert_preset')}",
                                     "sequence_length=32"]

@@ -3,7 +3,7 @@
 Public names only here; apps use nothing else of the zoo.
 """
 
-from zoo import cnn, efficientnet_lite, generative, mlp, rnn, text, transfer  # noqa: F401
+from zoo import cnn, efficientnet_lite, generative, mlp, rnn, segmentation, text, transfer  # noqa: F401
 from zoo.backbones import BackboneSource, image_source, text_source
 from zoo.efficientnet_lite import ImageNetClassifier
 from zoo.finetune import fine_tunable_variables, unfreeze_top

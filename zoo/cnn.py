@@ -13,7 +13,7 @@ def _batch_norm(**options):
     return layers.BatchNormalization(momentum=0.9, **options)
 
 
-def _conv_bn_relu(x, filters, kernel_size=3, strides=1):
+def conv_bn_relu(x, filters, kernel_size=3, strides=1):
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False)(x)
     x = _batch_norm()(x)
     return layers.Activation("relu")(x)
@@ -22,8 +22,8 @@ def _conv_bn_relu(x, filters, kernel_size=3, strides=1):
 def _pooled_stages(x, stage_filters):
     """Per stage: conv-BN-relu twice, then 2x2 max pooling (a VGG-style stack)."""
     for filters in stage_filters:
-        x = _conv_bn_relu(x, filters)
-        x = _conv_bn_relu(x, filters)
+        x = conv_bn_relu(x, filters)
+        x = conv_bn_relu(x, filters)
         x = layers.MaxPooling2D(2)(x)
     return x
 
@@ -58,7 +58,7 @@ def mnist_cnn(input_shape=(28, 28, 1), num_classes=10, filters=(32, 64), dropout
 
 def _residual_block(x, filters, strides):
     shortcut = x
-    x = _conv_bn_relu(x, filters, strides=strides)
+    x = conv_bn_relu(x, filters, strides=strides)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
     x = _batch_norm(gamma_initializer="zeros")(x)
     if strides != 1 or shortcut.shape[-1] != filters:
@@ -76,7 +76,7 @@ def resnet_cnn(input_shape=(32, 32, 3), num_classes=10, stage_filters=(32, 64, 1
     Each residual branch ends in a zero-initialised BatchNorm so every block starts as the identity.
     """
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
-    x = _conv_bn_relu(inputs, stage_filters[0])
+    x = conv_bn_relu(inputs, stage_filters[0])
     for stage, filters in enumerate(stage_filters):
         for block in range(blocks_per_stage):
             x = _residual_block(x, filters, strides=2 if stage > 0 and block == 0 else 1)
@@ -119,11 +119,11 @@ def speech_ds_cnn(input_shape=(101, 40, 1), num_classes=12, filters=64, num_bloc
                   dropout_rate=0.2):
     """DS-CNN ("Hello Edge", Zhang et al. 2017): a strided conv, then depthwise-separable blocks."""
     inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
-    x = _conv_bn_relu(inputs, filters, kernel_size=(10, 4), strides=2)
+    x = conv_bn_relu(inputs, filters, kernel_size=(10, 4), strides=2)
     for _ in range(num_blocks):
         x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
         x = layers.Activation("relu")(_batch_norm()(x))
-        x = _conv_bn_relu(x, filters, kernel_size=1)
+        x = conv_bn_relu(x, filters, kernel_size=1)
     x = layers.GlobalAveragePooling2D()(gradcam_maps(x))
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="speech_ds_cnn")

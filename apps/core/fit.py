@@ -146,8 +146,11 @@ def batch_sums(model, app, inputs, targets, outputs, training: bool) -> tuple[di
     count = tf.cast(tf.shape(tf.nest.flatten(inputs)[0])[0], tf.float32)
     sums = {"loss": loss * count, "count": count}
     for name in app.metrics:
-        sums[name] = tf.reduce_sum(tf.cast(_per_example_metric(name, app.loss)(targets, outputs),
-                                           tf.float32))
+        values = tf.cast(_per_example_metric(name, app.loss)(targets, outputs), tf.float32)
+        # One value per example: a per-pixel metric (a segmentation's accuracy) is averaged over
+        # the example's pixels first.
+        sums[name] = tf.reduce_sum(tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]),
+                                                  axis=1))
     return sums, loss
 
 

@@ -44,6 +44,8 @@ def expected_output_shape(name: str):
                 "log_var": latent}
     if zoo.describe(name)["task"] == "image_generation":
         return (3, 1)
+    if zoo.describe(name)["task"] == "semantic_segmentation":
+        return (3, *defaults["input_shape"][:2], defaults["num_classes"])
     width = (defaults.get("horizon") or defaults.get("num_classes") or defaults.get("num_outputs")
              or 1)
     return (3, width)
@@ -114,7 +116,8 @@ def test_transformer_ignores_padding():
 # the same, and JAX on the CPU compiles a MobileNetV2 or MiniLM for ten to twenty seconds each.
 CHEAP_OPTIONS = {"image_transfer": {"backbone": "convnet", "input_shape": (32, 32, 3)},
                  "efficientnet_lite0": {"image_size": 32},
-                 "text_transfer": {"sequence_length": 16}}
+                 "text_transfer": {"sequence_length": 16},
+                 "unet": {"input_shape": (32, 32, 3)}}
 
 JAX_TRAIN_STEP = """
 import json, tempfile, keras, numpy as np, zoo

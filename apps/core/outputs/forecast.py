@@ -31,6 +31,7 @@ class Forecast(OutputKind):
     name = "forecast"
     card_outputs = "`forecast` [batch, horizon] in original units"
     card_metrics = ("naive_mae", "seasonal_naive_mae", "mae_vs_naive")
+    model_output_name = "forecast"
 
     def serving_outputs(self, forecast, labels):
         return {"forecast": forecast}

@@ -1,0 +1,103 @@
+"""Scenes composed from the real MNIST digits the project ships (data/mnist): the offline sample of
+the dense-vision apps. Each scene is a 96 x 96 picture of light paper (the digit pictures'
+paper: `digit_pictures.background`) with two to four digits in dark ink, each 16-56 px and placed
+where it overlaps no other; its mask gives every ink pixel its digit's class (digit + 1; 0 is the
+background). Training scenes use digits 0-7999 of the sample and test scenes only 8000-9999, so no
+digit is in both. Written as `images/` and `masks/` (PNG index masks, one per image, same name)
+inside train/ and test/, with `classes.txt`: the layout `masks.mask_folder_splits` reads, so the
+sample takes the path a user's folder takes.
+"""
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from apps.core.sources import REPO_ROOT
+from apps.core.sources.digit_pictures import background, scaled_digit
+from apps.core.sources.digits import CLASS_NAMES, SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
+
+DEFAULT_DIR = REPO_ROOT / "data" / "generated" / "digit_scenes"
+SCENE_SIZE = 96
+DIGIT_SIZES = (16, 56)  # a digit's side in pixels (its 28-pixel square, scaled)
+DIGITS_PER_SCENE = (2, 4)
+SCENES = {"train": 1200, "test": 200}
+SEGMENT_NAMES = ["background", *CLASS_NAMES]
+INK = 0.5  # the ink coverage from which a pixel belongs to its digit in the mask
+
+
+def _place(rng: np.random.Generator, side: int, placed: list, size: int):
+    """A top-left corner for a `side` square that overlaps none of the `placed` squares, or None
+    after a few tries."""
+    for _ in range(20):
+        top, left = (int(value) for value in rng.integers(0, size - side + 1, size=2))
+        if all(top + side <= other_top or other_top + other_side <= top
+               or left + side <= other_left or other_left + other_side <= left
+               for other_top, other_left, other_side in placed):
+            return top, left
+    return None
+
+
+def scene(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+          size: int = SCENE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """A picture uint8 [size, size, 3] of `digits` (uint8 [n, 28, 28]) and its mask uint8
+    [size, size] (label + 1 on each digit's ink, 0 elsewhere); a digit that finds no free place is
+    left out."""
+    field = background(rng, size)
+    mask = np.zeros((size, size), "uint8")
+    placed = []
+    for digit, label in zip(digits, labels):
+        side = int(rng.integers(DIGIT_SIZES[0], DIGIT_SIZES[1] + 1))
+        corner = _place(rng, side, placed, size)
+        if corner is None:
+            continue
+        top, left = corner
+        placed.append((top, left, side))
+        coverage = scaled_digit(digit, side)[..., None]
+        area = field[top:top + side, left:left + side]
+        field[top:top + side, left:left + side] = (area * (1 - coverage)
+                                                   + rng.uniform(0, 110, 3) * coverage)
+        mask[top:top + side, left:left + side][coverage[..., 0] >= INK] = label + 1
+    return np.round(field).astype("uint8"), mask
+
+
+def generate(out_dir: Path = DEFAULT_DIR, seed: int = 0, scenes: dict | None = None,
+             size: int = SCENE_SIZE) -> Path:
+    """Writes `scenes[split]` scenes into `out_dir/split/images/` and `.../masks/` (through a
+    temporary folder renamed into place), with `classes.txt`: train/ from the sample's digits
+    0-7999, test/ from 8000-9999."""
+    import tensorflow as tf
+
+    scenes = scenes or SCENES
+    images, labels = read_split(SAMPLE_DIR, "t10k")
+    ranges = {"train": (0, SAMPLE_TRAIN_SIZE), "test": (SAMPLE_TRAIN_SIZE, len(images))}
+    rng = np.random.default_rng(seed)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".scenes-", dir=out_dir.parent))
+    (staging / "classes.txt").write_text("".join(f"{name}\n" for name in SEGMENT_NAMES))
+    for split, count in scenes.items():
+        (staging / split / "images").mkdir(parents=True)
+        (staging / split / "masks").mkdir()
+        for index in range(count):
+            chosen = rng.integers(*ranges[split], size=rng.integers(DIGITS_PER_SCENE[0],
+                                                                    DIGITS_PER_SCENE[1] + 1))
+            picture, mask = scene(images[chosen], labels[chosen], rng, size)
+            name = f"{split}_{index:05d}.png"
+            (staging / split / "images" / name).write_bytes(tf.io.encode_png(picture).numpy())
+            (staging / split / "masks" / name).write_bytes(
+                tf.io.encode_png(mask[..., None]).numpy())
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="dataset folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args()
+    print(f"wrote {generate(arguments.out, arguments.seed)}")

@@ -1,0 +1,176 @@
+"""The segmentation app: the digit scenes (no digit in both splits, masks on the ink), the
+image/mask folder checks (bad pairs skipped, counted and named), masks resized by nearest
+neighbour only, per-class IoU against Keras' own, the export answering at the picture's own size,
+`predict` writing masks, and the floor on the default run."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from apps import get_app
+from apps.core import DataError
+from apps.core.outputs.segmentation import iou_report
+from apps.core.sources import digit_scenes
+from apps.core.sources.masks import mask_folder_splits, resized_mask
+from tests.conftest import REPO_ROOT, call_export, cli_in_process
+
+APP = get_app("segmentation")
+pytestmark = pytest.mark.xdist_group("segmentation")
+
+
+def test_scenes_draw_each_split_from_its_own_digits_and_mask_their_ink(tmp_path):
+    folder = digit_scenes.generate(tmp_path / "scenes", scenes={"train": 6, "test": 3})
+    assert (folder / "classes.txt").read_text().split() == digit_scenes.SEGMENT_NAMES
+    for split, count in (("train", 6), ("test", 3)):
+        images = sorted((folder / split / "images").iterdir())
+        assert [path.name for path in images] == sorted(
+            path.name for path in (folder / split / "masks").iterdir())
+        assert len(images) == count
+        for path in images:
+            picture = tf.io.decode_png(path.read_bytes()).numpy()
+            mask = tf.io.decode_png((folder / split / "masks" / path.name).read_bytes()).numpy()
+            assert picture.shape == (96, 96, 3) and mask.shape == (96, 96, 1)
+            ink, paper = mask[..., 0] > 0, mask[..., 0] == 0
+            assert 1 <= mask.max() <= 10 and ink.any()
+            assert picture[ink].mean() < picture[paper].mean() - 60  # dark ink on light paper
+
+    # Scenes are drawn from the digits they are given: held-out digits make held-out scenes.
+    rng = np.random.default_rng(0)
+    digits = np.zeros((2, 28, 28), "uint8")
+    digits[:, 8:20, 8:20] = 255
+    _, mask = digit_scenes.scene(digits, np.array([3, 7]), rng)
+    assert set(np.unique(mask)) == {0, 4, 8}
+
+
+def write_pairs(folder, count, size=(40, 30), classes=3):
+    """`count` image/mask pairs of random pixels and class ids below `classes`."""
+    rng = np.random.default_rng(1)
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for index in range(count):
+        picture = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        mask = rng.integers(0, classes, (*size, 1), dtype=np.uint8)
+        (folder / "images" / f"{index}.png").write_bytes(tf.io.encode_png(picture).numpy())
+        (folder / "masks" / f"{index}.png").write_bytes(tf.io.encode_png(mask).numpy())
+
+
+def test_bad_pairs_are_skipped_counted_and_named(tmp_path, capsys):
+    folder = tmp_path / "pairs"
+    write_pairs(folder, 12)
+    (folder / "classes.txt").write_text("background\ncat\ndog\n")
+    (folder / "masks" / "0.png").unlink()  # an image without its mask
+    (folder / "masks" / "1.png").write_bytes(  # a mask of another size
+        tf.io.encode_png(np.zeros((10, 10, 1), np.uint8)).numpy())
+    (folder / "masks" / "2.png").write_bytes(  # a class beyond classes.txt
+        tf.io.encode_png(np.full((40, 30, 1), 7, np.uint8)).numpy())
+    (folder / "images" / "3.png").write_bytes(b"not a png")
+    splits = mask_folder_splits(folder, 16, seed=0, reason="test")
+    output = capsys.readouterr().out
+    assert splits.facts["skipped_files"] == 4
+    assert f"{folder / 'images' / '0.png'}: no mask 0.png" in output
+    assert (f"{folder / 'masks' / '1.png'}: mask (10, 10) is not one channel of the image's "
+            f"size (30, 40)") in output
+    assert f"{folder / 'masks' / '2.png'}: class id 7 but classes.txt names 3 classes" in output
+    assert f"{folder / 'images' / '3.png'}: unreadable" in output
+    assert splits.class_names == ["background", "cat", "dog"]
+    pictures = list(splits.train.concatenate(splits.test).as_numpy_iterator())
+    assert len(pictures) == 8
+    assert pictures[0][0].shape == (16, 16, 3) and pictures[0][1].shape == (16, 16)
+
+    (tmp_path / "no_masks" / "images").mkdir(parents=True)
+    with pytest.raises(DataError, match="no_masks has no masks/"):
+        mask_folder_splits(tmp_path / "no_masks", 16, 0, "test")
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    (tmp_path / "empty" / "masks").mkdir()
+    with pytest.raises(DataError, match="0 training and 0 test image/mask pairs"):
+        mask_folder_splits(tmp_path / "empty", 16, 0, "test")
+
+
+def test_masks_are_resized_by_nearest_neighbour_only():
+    mask = np.zeros((40, 40), np.uint8)
+    mask[:, 20:] = 10
+    assert set(np.unique(resized_mask(tf.constant(mask), 17).numpy())) == {0, 10}
+    bilinear = tf.image.resize(mask[..., None].astype("float32"), (17, 17))[..., 0].numpy()
+    assert len(np.unique(np.round(bilinear))) > 2  # what bilinear would have invented
+
+
+def test_per_class_iou_is_keras_iou_and_foreground_iou_counts_object_pixels():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, (3, 8, 8))
+    probabilities = rng.random((3, 8, 8, 4)).astype("float32")
+    report = iou_report(truth, probabilities, ["background", "a", "b", "c"])
+    found, present = probabilities.argmax(-1) > 0, truth > 0
+    assert report["foreground_iou"] == pytest.approx((found & present).sum()
+                                                     / (found | present).sum())
+    assert report["background_pixel_accuracy"] == pytest.approx(1 - present.mean())
+    assert report["pixel_accuracy"] == pytest.approx((probabilities.argmax(-1) == truth).mean())
+    for index, name in enumerate(["background", "a", "b", "c"]):
+        expected = keras.metrics.IoU(num_classes=4, target_class_ids=[index],
+                                     sparse_y_pred=False)
+        expected.update_state(truth, probabilities)
+        assert report["class_iou"][name] == pytest.approx(float(expected.result()), abs=1e-4)
+    mean = keras.metrics.MeanIoU(num_classes=4, sparse_y_pred=False)
+    mean.update_state(truth, probabilities)
+    assert report["mean_iou"] == pytest.approx(float(mean.result()))
+
+
+def test_unet_refuses_sizes_its_levels_cannot_halve():
+    with pytest.raises(ValueError, match="divisible by 8"):
+        zoo.build("unet", input_shape=(100, 100, 3))
+
+
+def test_the_export_answers_at_the_pictures_own_size_and_predict_writes_masks(
+        tiny_run, tmp_path, capsys):
+    config, metrics = tiny_run("segmentation")
+    picture = np.random.default_rng(0).integers(0, 255, (1, 50, 70, 3), dtype=np.uint8)
+    path = tmp_path / "picture.png"
+    path.write_bytes(tf.io.encode_png(picture[0]).numpy())
+    np.save(tmp_path / "bytes.npy", np.array([path.read_bytes()], dtype=object))
+    answers = call_export(metrics["export_path"], {
+        "pixels": ("serving_default", {"pixels": picture.tolist()}),
+        "bytes": ("serving_bytes", str(tmp_path / "bytes.npy"))}, tmp_path)
+    served = answers["pixels"]
+    np.testing.assert_array_equal(answers["bytes"]["mask"], served["mask"])
+    assert served["mask"].shape == (1, 50, 70) and served["mask"].dtype == np.uint8
+    assert served["probabilities"].shape == (1, 50, 70, 11)
+    np.testing.assert_array_equal(served["mask"], served["probabilities"].argmax(axis=-1))
+    assert (REPO_ROOT / config.run_dir / "segmentation_examples.png").stat().st_size > 0
+    assert "Intersection over union per class" in (REPO_ROOT / config.run_dir
+                                                   / "MODEL_CARD.md").read_text()
+
+    capsys.readouterr()  # the tiny run's own output
+    status, output, error = cli_in_process(
+        capsys, "segmentation", "predict", "--model-dir", str(REPO_ROOT / config.export_dir),
+        "--out", str(tmp_path / "masks"), str(path))
+    assert status == 0, error
+    line = json.loads(output)
+    written = tf.io.decode_png((tmp_path / "masks" / "picture_mask.png").read_bytes()).numpy()
+    np.testing.assert_array_equal(written[..., 0], served["mask"][0])
+    assert line["mask"] == str(tmp_path / "masks" / "picture_mask.png")
+    assert sum(line["pixels"].values()) == 50 * 70
+
+
+def test_the_sample_is_composed_once_where_the_app_looks(tmp_path, monkeypatch, capsys):
+    from apps.core import resolve_config
+
+    monkeypatch.setattr(digit_scenes, "DEFAULT_DIR", tmp_path / "digit_scenes")
+    monkeypatch.setattr(digit_scenes, "SCENES", {"train": 4, "test": 2})
+    splits = APP.load_data(resolve_config(APP, data="sample"))
+    assert "composing the digit scenes sample" in capsys.readouterr().out
+    assert splits.source.startswith(f"generated digit scenes sample {tmp_path / 'digit_scenes'}")
+    assert splits.class_names == digit_scenes.SEGMENT_NAMES
+    APP.load_data(resolve_config(APP, data="sample"))
+    assert "composing" not in capsys.readouterr().out
+
+
+@pytest.mark.floor
+def test_unet_segments_held_out_digit_scenes(sample_run):
+    config, metrics = sample_run("segmentation")
+    assert config.model == "unet"
+    assert metrics["mean_iou"] >= 0.75, metrics
+    assert metrics["foreground_iou"] >= 0.87, metrics
+    assert metrics["pixel_accuracy"] > metrics["background_pixel_accuracy"]
