@@ -2,12 +2,18 @@
 or the arrays an app builds them from. Apps, bench and tests read data only through here.
 
 Here: choosing the source (`--data auto | tfds | sample | PATH`), TFDS, seeded hold-outs.
-Readers: `digits` (IDX files and the shipped MNIST sample), `images` (class folders),
-`speech_commands` (Speech Commands folders, WAV files), `spoken_words` (the espeak-ng corpus
-generator), `series` (CSV columns), `reviews` (review CSV/TSV files and aclImdb folders).
+Readers: `digits` (IDX files and the shipped MNIST sample), `images` (class folders), `masks`
+(images/ and masks/ folders), `speech_commands` (Speech Commands folders, WAV files), `series`
+(CSV columns), `reviews` (review CSV/TSV files and aclImdb folders). Generators of offline
+samples, each writing a reader's layout: `spoken_words` (the espeak-ng corpus), `digit_pictures`
+(class folders) and `digit_scenes` (images and masks) from the shipped MNIST digits.
 """
 
+import argparse
+import contextlib
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +75,30 @@ def hold_out(count: int, seed: int, fraction: float = TEST_FRACTION) -> tuple[np
     order = np.random.default_rng(seed).permutation(count)
     held_out = max(1, int(count * fraction))
     return order[held_out:], order[:held_out]
+
+
+@contextlib.contextmanager
+def written_in_place(out_dir: Path):
+    """A temporary folder beside `out_dir` for a generator to write a dataset into, renamed into
+    place (replacing `out_dir`) only when the block ends without error, so an interrupted
+    generation never leaves a half-written dataset where an app would read it."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+
+
+def generator_command(generate, default_dir: Path, description: str) -> None:
+    """`python -m apps.core.sources.<generator> [--out DIR] [--seed N]`."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=default_dir, help="dataset folder to write")
+    parser.add_argument("--seed", type=int, default=0)
+    arguments = parser.parse_args()
+    print(f"wrote {generate(arguments.out, arguments.seed)}")

@@ -7,14 +7,11 @@ folders inside train/ and test/, the layout `folder_splits` reads, so the sample
 user's folder takes.
 """
 
-import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from apps.core.sources import REPO_ROOT
+from apps.core.sources import REPO_ROOT, generator_command, written_in_place
 from apps.core.sources.digits import CLASS_NAMES, SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
 
 DEFAULT_DIR = REPO_ROOT / "data" / "generated" / "digit_pictures"
@@ -64,25 +61,16 @@ def generate(out_dir: Path = DEFAULT_DIR, seed: int = 0, per_class: dict | None 
     images, labels = read_split(SAMPLE_DIR, "t10k")
     ranges = {"train": range(0, SAMPLE_TRAIN_SIZE), "test": range(SAMPLE_TRAIN_SIZE, len(images))}
     rng = np.random.default_rng(seed)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".pictures-", dir=out_dir.parent))
-    for split, count in per_class.items():
-        indices = np.array(ranges[split])
-        for label, name in enumerate(CLASS_NAMES):
-            (staging / split / name).mkdir(parents=True)
-            for index in indices[labels[indices] == label][:count]:
-                (staging / split / name / f"{index}.png").write_bytes(
-                    tf.io.encode_png(picture(images[index], rng, size)).numpy())
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    with written_in_place(out_dir) as staging:
+        for split, count in per_class.items():
+            indices = np.array(ranges[split])
+            for label, name in enumerate(CLASS_NAMES):
+                (staging / split / name).mkdir(parents=True)
+                for index in indices[labels[indices] == label][:count]:
+                    (staging / split / name / f"{index}.png").write_bytes(
+                        tf.io.encode_png(picture(images[index], rng, size)).numpy())
     return out_dir
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="dataset folder to write")
-    parser.add_argument("--seed", type=int, default=0)
-    arguments = parser.parse_args()
-    print(f"wrote {generate(arguments.out, arguments.seed)}")
+    generator_command(generate, DEFAULT_DIR, __doc__)

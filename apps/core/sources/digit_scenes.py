@@ -8,14 +8,11 @@ inside train/ and test/, with `classes.txt`: the layout `masks.mask_folder_split
 sample takes the path a user's folder takes.
 """
 
-import argparse
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from apps.core.sources import REPO_ROOT
+from apps.core.sources import REPO_ROOT, generator_command, written_in_place
 from apps.core.sources.digit_pictures import background, scaled_digit
 from apps.core.sources.digits import CLASS_NAMES, SAMPLE_DIR, SAMPLE_TRAIN_SIZE, read_split
 
@@ -74,30 +71,21 @@ def generate(out_dir: Path = DEFAULT_DIR, seed: int = 0, scenes: dict | None = N
     images, labels = read_split(SAMPLE_DIR, "t10k")
     ranges = {"train": (0, SAMPLE_TRAIN_SIZE), "test": (SAMPLE_TRAIN_SIZE, len(images))}
     rng = np.random.default_rng(seed)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".scenes-", dir=out_dir.parent))
-    (staging / "classes.txt").write_text("".join(f"{name}\n" for name in SEGMENT_NAMES))
-    for split, count in scenes.items():
-        (staging / split / "images").mkdir(parents=True)
-        (staging / split / "masks").mkdir()
-        for index in range(count):
-            chosen = rng.integers(*ranges[split], size=rng.integers(DIGITS_PER_SCENE[0],
-                                                                    DIGITS_PER_SCENE[1] + 1))
-            picture, mask = scene(images[chosen], labels[chosen], rng, size)
-            name = f"{split}_{index:05d}.png"
-            (staging / split / "images" / name).write_bytes(tf.io.encode_png(picture).numpy())
-            (staging / split / "masks" / name).write_bytes(
-                tf.io.encode_png(mask[..., None]).numpy())
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    with written_in_place(out_dir) as staging:
+        (staging / "classes.txt").write_text("".join(f"{name}\n" for name in SEGMENT_NAMES))
+        for split, count in scenes.items():
+            (staging / split / "images").mkdir(parents=True)
+            (staging / split / "masks").mkdir()
+            for index in range(count):
+                chosen = rng.integers(*ranges[split], size=rng.integers(DIGITS_PER_SCENE[0],
+                                                                        DIGITS_PER_SCENE[1] + 1))
+                picture, mask = scene(images[chosen], labels[chosen], rng, size)
+                name = f"{split}_{index:05d}.png"
+                (staging / split / "images" / name).write_bytes(tf.io.encode_png(picture).numpy())
+                (staging / split / "masks" / name).write_bytes(
+                    tf.io.encode_png(mask[..., None]).numpy())
     return out_dir
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="dataset folder to write")
-    parser.add_argument("--seed", type=int, default=0)
-    arguments = parser.parse_args()
-    print(f"wrote {generate(arguments.out, arguments.seed)}")
+    generator_command(generate, DEFAULT_DIR, __doc__)

@@ -9,11 +9,9 @@ variants are never heard in training.
     python -m apps.core.sources.spoken_words [--out data/generated/speech_commands]
 """
 
-import argparse
 import io
 import shutil
 import subprocess
-import tempfile
 import wave
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import numpy as np
 from scipy import signal
 
 from apps.core.errors import DataError
-from apps.core.sources import REPO_ROOT
+from apps.core.sources import REPO_ROOT, generator_command, written_in_place
 
 COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 OTHER_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "tree", "wow", "zero", "one",
@@ -117,37 +115,28 @@ def generate(out_dir: Path = DEFAULT_DIR, seed: int = 0, accents: tuple = ACCENT
                         "`apt-get install espeak-ng`, or give --data PATH to a Speech Commands "
                         "folder.")
     rng = np.random.default_rng(seed)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".speech-", dir=out_dir.parent))
-    lists = {"validation": [], "testing": []}
-    for variants, split in ((train_variants, None), (VALIDATION_VARIANTS, "validation"),
-                            (TEST_VARIANTS, "testing")):
-        for variant in variants:
-            for accent in accents:
-                voice = f"{accent}+{variant}"
-                words = [w for w in COMMANDS for _ in range(TAKES_PER_COMMAND)]
-                words += list(rng.choice(OTHER_WORDS, size=3, replace=False))
-                for take, (word, clip) in enumerate(zip(words, _speak(words, voice, rng))):
-                    name = f"{word}/{voice.replace('+', '_')}_nohash_{take}.wav"
-                    (staging / word).mkdir(exist_ok=True)
-                    write_wav(staging / name, clip)
-                    if split:
-                        lists[split].append(name)
-    (staging / "_background_noise_").mkdir()
-    for name, noise in _noises(rng).items():
-        write_wav(staging / "_background_noise_" / f"{name}.wav", noise)
-    for split, names in lists.items():
-        (staging / f"{split}_list.txt").write_text("\n".join(names) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    with written_in_place(out_dir) as staging:
+        lists = {"validation": [], "testing": []}
+        for variants, split in ((train_variants, None), (VALIDATION_VARIANTS, "validation"),
+                                (TEST_VARIANTS, "testing")):
+            for variant in variants:
+                for accent in accents:
+                    voice = f"{accent}+{variant}"
+                    words = [w for w in COMMANDS for _ in range(TAKES_PER_COMMAND)]
+                    words += list(rng.choice(OTHER_WORDS, size=3, replace=False))
+                    for take, (word, clip) in enumerate(zip(words, _speak(words, voice, rng))):
+                        name = f"{word}/{voice.replace('+', '_')}_nohash_{take}.wav"
+                        (staging / word).mkdir(exist_ok=True)
+                        write_wav(staging / name, clip)
+                        if split:
+                            lists[split].append(name)
+        (staging / "_background_noise_").mkdir()
+        for name, noise in _noises(rng).items():
+            write_wav(staging / "_background_noise_" / f"{name}.wav", noise)
+        for split, names in lists.items():
+            (staging / f"{split}_list.txt").write_text("\n".join(names) + "\n")
     return out_dir
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="dataset folder to write")
-    parser.add_argument("--seed", type=int, default=0)
-    arguments = parser.parse_args()
-    print(f"wrote {generate(arguments.out, arguments.seed)}")
+    generator_command(generate, DEFAULT_DIR, __doc__)
