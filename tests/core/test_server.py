@@ -22,7 +22,7 @@ from tests.conftest import REPO_ROOT, run_cli
 from tests.core.test_multiworker import free_ports
 
 MAX_REQUEST_MB = 1
-# One worker runs them all, so the module's server (five exports, one process) starts once.
+# One worker runs them all, so the module's server (six exports, one process) starts once.
 pytestmark = pytest.mark.xdist_group("server")
 
 
@@ -33,7 +33,8 @@ def export_untrained(app_name: str, root, train_inputs=None, context=None, facts
     signatures."""
     app = get_app(app_name)
     config = resolve_config(app, **options)
-    class_names = [str(index) for index in range(10 if app_name in ("mnist", "vision") else 12)]
+    class_names = [str(index) for index in range(
+        {"mnist": 10, "vision": 10, "segmentation": 11}.get(app_name, 12))]
     if app_name == "sentiment":
         class_names = ["negative", "positive"]
     train = None if train_inputs is None else tf.data.Dataset.from_tensor_slices(
@@ -59,8 +60,8 @@ def write_half_plus_three(version_dir) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A server process over untrained exports of all five apps (the explain signatures where
-    the tests call them: mnist's and vision's)."""
+    """A server process over untrained exports of the six predicting apps (the explain
+    signatures where the tests call them: mnist's and vision's)."""
     root = tmp_path_factory.mktemp("served")
     rng = np.random.default_rng(0)
     export_untrained("mnist", root, model="mnist_mlp")
@@ -71,6 +72,7 @@ def server(tmp_path_factory):
                      explained=False)
     export_untrained("forecast", root, context={"series": np.arange(60, dtype="float32")},
                      facts={"split_steps": [40, 50]}, model_arg=["units=8"])
+    export_untrained("segmentation", root, image_size=16, model_arg=["filters=(4, 8)"])
     write_half_plus_three(root / "half_plus_three" / "123")
     port = free_ports(1)[0]
     process = subprocess.Popen(
@@ -323,3 +325,12 @@ def test_the_demo_page_calls_every_model_from_a_real_browser(server, browser, tm
                              json={"instances": [[[value] for value in history]]}).json()
     np.testing.assert_allclose(forecast, expected["predictions"][0], rtol=1e-5)
     assert section("forecast").find_elements(By.CSS_SELECTOR, "canvas.plot")
+
+    scene = tmp_path / "scene.png"  # scaled to 256 pixels wide by the page before it is sent
+    scene.write_bytes(tf.io.encode_png(np.full((100, 512, 3), 200, np.uint8)).numpy())
+    section("segmentation").find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(
+        str(scene))
+    pixels = json.loads(predicted("segmentation", "[data-mask-pixels]").get_attribute(
+        "data-mask-pixels"))
+    assert sum(pixels.values()) == 256 * 50
+    assert section("segmentation").find_elements(By.CSS_SELECTOR, "canvas.mask")
