@@ -24,7 +24,7 @@ import tensorflow as tf
 import zoo
 from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
 from apps.core.outputs.segmentation import Segmentation
-from apps.core.sources import digit_scenes, resolve_source
+from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.images import decode, resized
 from apps.core.sources.masks import mask_folder_splits
 
@@ -41,11 +41,8 @@ class SegmentationConfig(TrainConfig):
 def load_data(config) -> DataSplits:
     source, reason = resolve_source(config.data, None)
     if source == "sample":
-        folder = digit_scenes.DEFAULT_DIR
-        if not folder.exists():
-            print(f"composing the digit scenes sample in {folder} (a few seconds, once)",
-                  flush=True)
-            digit_scenes.generate(folder)
+        folder = generated_once(digit_scenes.DEFAULT_DIR, digit_scenes.generate,
+                                "composing the digit scenes sample", "a few seconds")
         return mask_folder_splits(folder, config.image_size, config.seed, reason,
                                   f"generated digit scenes sample {folder} ({reason})")
     if source == "tfds":

@@ -26,7 +26,7 @@ from apps.core import (
     option,
     plots,
 )
-from apps.core.sources import resolve_source, speech_commands, spoken_words
+from apps.core.sources import generated_once, resolve_source, speech_commands, spoken_words
 from apps.core.sources.spoken_words import SAMPLE_RATE
 
 
@@ -44,11 +44,8 @@ def load_data(config) -> DataSplits:
     if source == "tfds":
         return speech_commands.tfds_splits(reason)
     if source == "sample":
-        folder = spoken_words.DEFAULT_DIR
-        if not folder.exists():
-            print(f"generating the espeak-ng dataset in {folder} (about 15 seconds, once)",
-                  flush=True)
-            spoken_words.generate(folder)
+        folder = generated_once(spoken_words.DEFAULT_DIR, spoken_words.generate,
+                                "generating the espeak-ng dataset", "about 15 seconds")
         description = f"generated espeak-ng sample {folder} ({reason})"
     else:
         folder = Path(source)

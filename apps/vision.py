@@ -43,6 +43,7 @@ from apps.core.outputs import worst_mistakes
 from apps.core.sources import (
     TEST_FRACTION,
     digit_pictures,
+    generated_once,
     google_storage_reachable,
     load_tfds,
     resolve_source,
@@ -129,11 +130,8 @@ def _load_splits(config) -> DataSplits:
                           class_names=info.features["label"].names,
                           source=f"TFDS {config.dataset} ({reason})")
     if source == "sample":
-        folder = digit_pictures.DEFAULT_DIR
-        if not folder.exists():
-            print(f"composing the digit pictures sample in {folder} (a few seconds, once)",
-                  flush=True)
-            digit_pictures.generate(folder)
+        folder = generated_once(digit_pictures.DEFAULT_DIR, digit_pictures.generate,
+                                "composing the digit pictures sample", "a few seconds")
         splits = folder_splits(folder, config.image_size, config.seed, reason)
         splits.source = f"generated digit pictures sample {folder} ({reason})"
         return splits

@@ -94,6 +94,15 @@ def written_in_place(out_dir: Path):
     staging.rename(out_dir)
 
 
+def generated_once(folder: Path, generate, announcement: str, duration: str) -> Path:
+    """`folder`, written by `generate(folder)` where an app looks for its offline sample, on
+    first use only, announced as "`announcement` in `folder` (`duration`, once)"."""
+    if not folder.exists():
+        print(f"{announcement} in {folder} ({duration}, once)", flush=True)
+        generate(folder)
+    return folder
+
+
 def generator_command(generate, default_dir: Path, description: str) -> None:
     """`python -m apps.core.sources.<generator> [--out DIR] [--seed N]`."""
     parser = argparse.ArgumentParser(description=description,
