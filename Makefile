@@ -3,7 +3,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist vision sentiment speech forecast generative segmentation
+APPS := mnist vision sentiment speech forecast generative segmentation detection
 ARGS ?=
 PYTEST_ARGS ?=
 

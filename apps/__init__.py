@@ -2,7 +2,8 @@
 
 import importlib
 
-APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative", "segmentation")
+APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative", "segmentation",
+             "detection")
 
 
 def get_app(name: str):

@@ -141,6 +141,8 @@ TINY_RUNS = {
     "generative": {"epochs": 1, "judge_epochs": 1, "max_examples": 512},
     "sentiment": {"epochs": 1, "fine_tune_epochs": 1, "explain_examples": 2},
     "segmentation": {"epochs": 1, "image_size": 32, "model_arg": ["filters=(8, 16, 32)"]},
+    "detection": {"epochs": 1, "image_size": 32,
+                  "model_arg": ["filters=(8, 16, 32)", "head_filters=8"]},
 }
 
 
@@ -250,7 +252,8 @@ def small_scene_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_run(sample_run, request):
     """`tiny_run(app_name)`: the app's shared tiny run (TINY_RUNS) on its sample, or for vision
-    on `image_folder` and for segmentation on `small_scene_folder`; (config, metrics)."""
+    on `image_folder` and for segmentation and detection on `small_scene_folder`; (config,
+    metrics)."""
 
     def run(app_name: str):
         if app_name == "vision":
@@ -259,7 +262,7 @@ def tiny_run(sample_run, request):
         options = dict(TINY_RUNS[app_name])
         if app_name == "speech":
             options["data"] = str(request.getfixturevalue("small_speech_corpus"))
-        if app_name == "segmentation":
+        if app_name in ("segmentation", "detection"):
             options["data"] = str(request.getfixturevalue("small_scene_folder"))
         if app_name == "sentiment":
             options["model_arg"] = [f"backbone={request.getfixturevalue('tiny_bert_preset')}",

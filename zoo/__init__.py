@@ -3,8 +3,9 @@
 Public names only here; apps use nothing else of the zoo.
 """
 
-from zoo import cnn, efficientnet_lite, generative, mlp, rnn, segmentation, text, transfer  # noqa: F401
+from zoo import cnn, detection, efficientnet_lite, generative, mlp, rnn, segmentation, text, transfer  # noqa: F401
 from zoo.backbones import BackboneSource, image_source, text_source
+from zoo.detection import CenterNetLoss, decode_detections
 from zoo.efficientnet_lite import ImageNetClassifier
 from zoo.finetune import fine_tunable_variables, unfreeze_top
 from zoo.generative import GAN, VAE
@@ -13,7 +14,8 @@ from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.transfer import TransferClassifier
 
-__all__ = ["GAN", "GRADCAM_LAYER", "VAE", "BackboneSource", "ImageNetClassifier", "ModelEntry",
-           "TransferClassifier", "build", "describe", "fine_tunable_variables", "get_entry",
+__all__ = ["GAN", "GRADCAM_LAYER", "VAE", "BackboneSource", "CenterNetLoss", "ImageNetClassifier",
+           "ModelEntry", "TransferClassifier", "build", "decode_detections", "describe",
+           "fine_tunable_variables", "get_entry",
            "image_source", "list_models", "register_model", "save_hub_module", "text_source",
            "unfreeze_top"]

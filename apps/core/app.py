@@ -4,6 +4,7 @@ export. `apps.core.train` does everything else, for every app alike."""
 import dataclasses
 from typing import Any, Callable
 
+import keras
 import tensorflow as tf
 
 from apps.core import explain
@@ -37,13 +38,15 @@ class Signature:
 
     A signature that calls something other than the model's forward pass (a generator on a seed,
     an encoder) gives several inputs as a tuple of specs and `outputs(model, *raw)` returning its
-    dict of outputs itself; `description` says what it does in the model card.
+    dict of outputs itself; `description` says what it does in the model card. With
+    `with_labels`, `outputs` is also given `labels=`, the export's table from class id to name.
     """
 
     input_spec: tf.TensorSpec | tuple[tf.TensorSpec, ...]
     to_model_input: Callable[[tf.Tensor, Any], tf.Tensor] = lambda raw, model: raw
     outputs: Callable[..., dict] | None = None
     description: str = ""
+    with_labels: bool = False
 
     @property
     def input_specs(self) -> tuple[tf.TensorSpec, ...]:
@@ -76,7 +79,7 @@ class App:
     models: tuple[str, ...]
     load_data: Callable[[Any], DataSplits]
     build_model: Callable[[Any, DataSplits], Any]
-    loss: str
+    loss: str | keras.losses.Loss
     metrics: tuple[str, ...]
     signatures: dict[str, Signature]
     read_inputs: Callable[[list[str]], tuple[list[str], Any]] | None = None

@@ -37,7 +37,8 @@ def _serving_module(model, app: App, class_names: list[str] | None, labels_path:
     def serving_function(signature):
         def serve(*raw):
             if signature.outputs:
-                return signature.outputs(module.model, *raw)
+                return signature.outputs(module.model, *raw,
+                                         **({"labels": labels} if signature.with_labels else {}))
             model_output = module.model(signature.to_model_input(raw[0], module.model),
                                         training=False)
             return app.output.serving_outputs(model_output, labels)

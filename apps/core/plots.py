@@ -104,6 +104,32 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
     plt.close(figure)
 
 
+def plot_boxes(panels: list[tuple[np.ndarray, list[tuple], str]], title: str, path: Path) -> None:
+    """Pictures with boxes drawn on them, in rows of four: each panel (uint8 picture, [(x_min,
+    y_min, x_max, y_max) in its pixels, label, colour, label above the box (or below)], panel
+    title)."""
+    from matplotlib.patches import Rectangle
+
+    columns = min(4, len(panels))
+    rows = max(1, -(-len(panels) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows + 0.4),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, (picture, boxes, text) in zip(axes.flat, panels):
+        axis.imshow(picture)
+        for (x_min, y_min, x_max, y_max), label, colour, above in boxes:
+            axis.add_patch(Rectangle((x_min - 0.5, y_min - 0.5), x_max - x_min, y_max - y_min,
+                                     fill=False, edgecolor=colour, linewidth=1.5))
+            axis.text(x_min - 0.5, y_min - 1.5 if above else y_max + 0.5, label, color="white",
+                      fontsize=7, backgroundcolor=colour, va="bottom" if above else "top")
+        axis.set_title(text, fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def plot_attribution(background: np.ndarray, attributions: np.ndarray, title: str, path: Path,
                      spectrogram: bool = False) -> None:
     """The input beside the input under its attribution map (positive part, red-yellow):

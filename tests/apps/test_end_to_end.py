@@ -97,9 +97,11 @@ EXAMPLES = {"mnist": mnist_examples, "speech": speech_examples, "sentiment": sen
             "segmentation": segmentation_examples}
 
 
-# Apps whose export answers raw input with a prediction; the generative app draws from seeds
-# and has its own end-to-end tests (tests/apps/test_generative.py).
-PREDICTING_APPS = [name for name in APP_NAMES if not isinstance(get_app(name).output, Generation)]
+# Apps whose export answers raw input with the model's own output; the generative app draws from
+# seeds and the detection app answers boxes decoded from its model's maps, and each has its own
+# end-to-end tests (tests/apps/test_generative.py, test_detection.py).
+PREDICTING_APPS = [name for name in APP_NAMES if get_app(name).output.model_output_name
+                   and not isinstance(get_app(name).output, Generation)]
 
 
 def test_every_app_has_its_examples():

@@ -42,7 +42,7 @@ def test_scenes_draw_each_split_from_its_own_digits_and_mask_their_ink(tmp_path)
     rng = np.random.default_rng(0)
     digits = np.zeros((2, 28, 28), "uint8")
     digits[:, 8:20, 8:20] = 255
-    _, mask = digit_scenes.scene(digits, np.array([3, 7]), rng)
+    _, mask, _ = digit_scenes.scene(digits, np.array([3, 7]), rng)
     assert set(np.unique(mask)) == {0, 4, 8}
 
 
@@ -171,6 +171,6 @@ def test_the_sample_is_composed_once_where_the_app_looks(tmp_path, monkeypatch, 
 def test_unet_segments_held_out_digit_scenes(sample_run):
     config, metrics = sample_run("segmentation")
     assert config.model == "unet"
-    assert metrics["mean_iou"] >= 0.75, metrics
+    assert metrics["mean_iou"] >= 0.80, metrics
     assert metrics["foreground_iou"] >= 0.87, metrics
     assert metrics["pixel_accuracy"] > metrics["background_pixel_accuracy"]

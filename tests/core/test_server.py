@@ -27,10 +27,10 @@ pytestmark = pytest.mark.xdist_group("server")
 
 
 def export_untrained(app_name: str, root, train_inputs=None, context=None, facts=None,
-                     explained=True, **options):
+                     explained=True, adjust=None, **options):
     """An export of the app's model as built (untrained: the server is what is tested); the
     preprocessing its builder adapts is adapted on `train_inputs`; `explained`: with the explain
-    signatures."""
+    signatures; `adjust(model)` changes the built model first."""
     app = get_app(app_name)
     config = resolve_config(app, **options)
     class_names = [str(index) for index in range(
@@ -41,7 +41,10 @@ def export_untrained(app_name: str, root, train_inputs=None, context=None, facts
         (train_inputs, np.zeros(len(train_inputs), np.int64)))
     splits = DataSplits(train=train, test=None, source="none", class_names=class_names,
                         context=context or {}, facts=facts or {})
-    return export_saved_model(app.build_model(config, splits), app,
+    model = app.build_model(config, splits)
+    if adjust:
+        adjust(model)
+    return export_saved_model(model, app,
                               class_names if app.output.class_names_in_export else None,
                               root / app_name, explained)
 
@@ -58,9 +61,19 @@ def write_half_plus_three(version_dir) -> None:
     tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
 
 
+def confident_heatmaps(model) -> None:
+    """An untrained detector whose heatmaps start near 0.95 instead of 0.01 (the bias of their
+    last convolution raised), so its peaks score above the export's threshold: boxes to draw."""
+    from zoo.detection import PRIOR
+
+    heatmaps = model.get_layer("centernet").get_layer("heatmaps")
+    kernel, bias = heatmaps.get_weights()
+    heatmaps.set_weights([kernel, bias + np.log(0.95 / 0.05) - np.log(PRIOR / (1 - PRIOR))])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A server process over untrained exports of the six predicting apps (the explain
+    """A server process over untrained exports of the seven predicting apps (the explain
     signatures where the tests call them: mnist's and vision's)."""
     root = tmp_path_factory.mktemp("served")
     rng = np.random.default_rng(0)
@@ -73,6 +86,8 @@ def server(tmp_path_factory):
     export_untrained("forecast", root, context={"series": np.arange(60, dtype="float32")},
                      facts={"split_steps": [40, 50]}, model_arg=["units=8"])
     export_untrained("segmentation", root, image_size=16, model_arg=["filters=(4, 8)"])
+    export_untrained("detection", root, adjust=confident_heatmaps, image_size=16,
+                     model_arg=["filters=(4, 8)", "head_filters=4"])
     write_half_plus_three(root / "half_plus_three" / "123")
     port = free_ports(1)[0]
     process = subprocess.Popen(
@@ -334,3 +349,16 @@ def test_the_demo_page_calls_every_model_from_a_real_browser(server, browser, tm
         "data-mask-pixels"))
     assert sum(pixels.values()) == 256 * 50
     assert section("segmentation").find_elements(By.CSS_SELECTOR, "canvas.mask")
+
+    section("detection").find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(scene))
+    drawn = json.loads(predicted("detection", "[data-boxes]").get_attribute("data-boxes"))
+    served = requests.post(f"{url}/detection:predict", json={
+        "signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(
+            tf.io.encode_png(tf.image.resize(tf.io.decode_png(scene.read_bytes()), (50, 256))
+                             .numpy().round().astype(np.uint8)).numpy()).decode()}]}).json()
+    answer = served["predictions"][0]
+    assert 0 < len(drawn) == answer["num_detections"]  # the boxes above the threshold, drawn
+    assert [box["class_name"] for box in drawn] == answer["class_name"][:len(drawn)]
+    assert all(0 <= x_min <= x_max <= 256 and 0 <= y_min <= y_max <= 50
+               for x_min, y_min, x_max, y_max in (box["box"] for box in drawn))
+    assert section("detection").find_elements(By.CSS_SELECTOR, "canvas.boxes")

@@ -46,6 +46,9 @@ def expected_output_shape(name: str):
         return (3, 1)
     if zoo.describe(name)["task"] == "semantic_segmentation":
         return (3, *defaults["input_shape"][:2], defaults["num_classes"])
+    if zoo.describe(name)["task"] == "object_detection":  # CenterNet's maps at a quarter size
+        return (3, *(side // 4 for side in defaults["input_shape"][:2]),
+                defaults["num_classes"] + 4)
     width = (defaults.get("horizon") or defaults.get("num_classes") or defaults.get("num_outputs")
              or 1)
     return (3, width)
@@ -117,12 +120,13 @@ def test_transformer_ignores_padding():
 CHEAP_OPTIONS = {"image_transfer": {"backbone": "convnet", "input_shape": (32, 32, 3)},
                  "efficientnet_lite0": {"image_size": 32},
                  "text_transfer": {"sequence_length": 16},
-                 "unet": {"input_shape": (32, 32, 3)}}
+                 "unet": {"input_shape": (32, 32, 3)}, "centernet": {"input_shape": (32, 32, 3)}}
 
 JAX_TRAIN_STEP = """
 import json, tempfile, keras, numpy as np, zoo
 from tests.conftest import write_tiny_bert_preset
 from tests.zoo.test_models import CHEAP_OPTIONS, example_inputs
+from zoo.detection import CenterNetLoss, decode_detections
 assert keras.backend.backend() == "jax"
 CHEAP_OPTIONS["text_transfer"]["backbone"] = write_tiny_bert_preset(
     tempfile.mkdtemp(), [f"word{index}" for index in range(60)])  # example ids go up to 50
@@ -134,6 +138,12 @@ for name in zoo.list_models():
     if isinstance(model, (zoo.VAE, zoo.GAN)):  # their loss is their own
         model.compile(optimizer="sgd")
         losses[name] = float(model.train_on_batch(inputs, return_dict=True)["loss"])
+    elif zoo.describe(name)["task"] == "object_detection":  # box rows, CenterNet's loss
+        rows = np.array([[[3, 0.1, 0.2, 0.6, 0.7], [-1, 0, 0, 0, 0]]] * len(inputs), "float32")
+        model.compile(optimizer="sgd", loss=CenterNetLoss())
+        losses[name] = float(model.train_on_batch(inputs, rows))
+        maps = np.random.default_rng(0).normal(size=(2, 8, 8, 14)).astype("float32")
+        assert tuple(decode_detections(maps, 10, 5)["boxes"].shape) == (2, 5, 4), name
     else:
         # The output's shape without running the model eagerly (op by op on JAX: seconds).
         batch = len(keras.tree.flatten(inputs)[0])

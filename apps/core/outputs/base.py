@@ -69,7 +69,8 @@ class OutputKind(abc.ABC):
     - `class_names_in_export`: the export carries the data's class names (assets/labels.txt);
     - `card_metrics`: metrics the model card lists beside the test_ ones;
     - `predict_usage`: the arguments `python -m apps APP predict` takes;
-    - `model_output_name`: the serving output that is the model's own output.
+    - `model_output_name`: the serving output that is the model's own output (None where the
+      export answers what is decoded from it).
     """
 
     name: str
@@ -78,7 +79,7 @@ class OutputKind(abc.ABC):
     class_names_in_export: bool = False
     card_metrics: tuple[str, ...] = ()
     predict_usage = "INPUT..."
-    model_output_name = "probabilities"
+    model_output_name: str | None = "probabilities"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -3,10 +3,11 @@ or the arrays an app builds them from. Apps, bench and tests read data only thro
 
 Here: choosing the source (`--data auto | tfds | sample | PATH`), TFDS, seeded hold-outs.
 Readers: `digits` (IDX files and the shipped MNIST sample), `images` (class folders), `masks`
-(images/ and masks/ folders), `speech_commands` (Speech Commands folders, WAV files), `series`
-(CSV columns), `reviews` (review CSV/TSV files and aclImdb folders). Generators of offline
-samples, each writing a reader's layout: `spoken_words` (the espeak-ng corpus), `digit_pictures`
-(class folders) and `digit_scenes` (images and masks) from the shipped MNIST digits.
+(images/ and masks/ folders), `coco` and `voc` (object boxes; `boxes` converts box formats),
+`speech_commands` (Speech Commands folders, WAV files), `series` (CSV columns), `reviews` (review
+CSV/TSV files and aclImdb folders). Generators of offline samples, each writing a reader's
+layout: `spoken_words` (the espeak-ng corpus), `digit_pictures` (class folders) and
+`digit_scenes` (images, masks and COCO boxes) from the shipped MNIST digits.
 """
 
 import argparse
