@@ -260,14 +260,15 @@ def test_the_export_answers_final_boxes_in_the_pictures_pixels_and_predict_draws
     np.testing.assert_allclose(served["scores"], expected["scores"], atol=1e-5)
 
     capsys.readouterr()  # the tiny run's own output
+    third = float(served["scores"][0][2])  # the tiny model's scores are low: draw its best 3
     status, output, error = cli_in_process(
         capsys, "detection", "predict", "--model-dir", str(REPO_ROOT / config.export_dir),
-        "--out", str(tmp_path / "drawn"), "--score-threshold", "0", str(path))
+        "--out", str(tmp_path / "drawn"), "--score-threshold", repr(third), str(path))
     assert status == 0, error
     line = json.loads(output)
     assert line["drawn"] == str(tmp_path / "drawn" / "picture_boxes.png")
     assert (tmp_path / "drawn" / "picture_boxes.png").stat().st_size > 0
-    assert len(line["detections"]) == 100
+    assert len(line["detections"]) == (served["scores"][0] >= np.float32(third)).sum() >= 3
     assert line["detections"][0]["class"] == served["class_name"][0][0].decode()
     assert line["detections"][0]["box"] == pytest.approx(served["boxes"][0][0], abs=0.06)
 

@@ -55,35 +55,23 @@ def expected_output_shape(name: str):
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
-def test_builds_with_its_name_and_right_output_shape(name):
+def test_builds_with_its_name_and_shape_and_round_trips_config_and_keras_file(name, tmp_path):
+    """One build per model (the zoo's largest take seconds): its name and output shape, then the
+    same outputs from a clone made from its config and from its .keras file."""
     model = zoo.build(name)
     assert model.name == name
     assert not model.compiled
-    shapes = keras.tree.map_structure(lambda output: tuple(output.shape),
-                                      model(example_inputs(model)))
-    assert shapes == expected_output_shape(name)
-
-
-@pytest.mark.parametrize("name", zoo.list_models())
-def test_config_round_trip_gives_identical_outputs(name):
-    model = zoo.build(name)
     inputs = example_inputs(model)
+    outputs = model(inputs)
+    shapes = keras.tree.map_structure(lambda output: tuple(output.shape), outputs)
+    assert shapes == expected_output_shape(name)
     clone = type(model).from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    for cloned, original in zip(keras.tree.flatten(clone(inputs)),
-                                keras.tree.flatten(model(inputs))):
-        np.testing.assert_allclose(cloned, original, rtol=1e-6, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", zoo.list_models())
-def test_keras_file_round_trip_gives_identical_outputs(name, tmp_path):
-    model = zoo.build(name)
-    inputs = example_inputs(model)
     model.save(tmp_path / f"{name}.keras")
     reloaded = keras.saving.load_model(tmp_path / f"{name}.keras")
-    for reloaded_output, original in zip(keras.tree.flatten(reloaded(inputs)),
-                                         keras.tree.flatten(model(inputs))):
-        np.testing.assert_allclose(reloaded_output, original, rtol=1e-6, atol=1e-6)
+    for copy in (clone, reloaded):
+        for copied, original in zip(keras.tree.flatten(copy(inputs)), keras.tree.flatten(outputs)):
+            np.testing.assert_allclose(copied, original, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("name,options", [
