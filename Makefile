@@ -47,17 +47,15 @@ serve: $(INSTALLED)
 # Lint (ruff: pyflakes, pycodestyle, import order), then the tests on two workers; tests that
 # share an app's training runs stay on one worker (xdist_group). make test runs everything, the
 # quality floors on each app's default run included; make test-fast runs the tests of mechanics
-# alone, on tiny configurations.
+# alone, on tiny configurations, but for the few marked full_tier (a faster one covers them).
 test: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
-# The fast tier's short runs gain nothing from threads inside each TensorFlow process while
-# two test workers share the cores: one thread each (measured: 3:49 -> 3:41).
 test-fast: $(INSTALLED)
 	$(VENV)/bin/ruff check .
-	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
-	  $(PYTHON) -m pytest -n 2 --dist loadgroup --durations=10 -m "not floor" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n 2 --dist loadgroup --durations=10 -m "not floor and not full_tier" \
+	  $(PYTEST_ARGS)
 
 # The README's attribution pictures, from the exports under saved_models/ (train the apps first).
 explain-examples: $(INSTALLED) browser

@@ -56,6 +56,7 @@ def run_workers(app: str, options: list[str], tmp_path, run_dirs=("run", "run"),
 
 
 @pytest.mark.long
+@pytest.mark.full_tier  # the two-worker VAE test below runs the same step in the fast tier
 def test_workers_log_the_apps_own_metrics(tmp_path):
     chief_output = run_workers("forecast", ["--epochs", "2", "--model-arg", "units=8"],
                                tmp_path)[0][0]
