@@ -26,7 +26,7 @@ from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
 from apps.core.outputs.detection import Detection, served_detections
 from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.coco import coco_splits
-from apps.core.sources.images import decode, resized
+from apps.core.sources.images import decoded_at_first_size, read_pictures, resized
 from apps.core.sources.voc import voc_splits
 
 
@@ -73,21 +73,7 @@ def detect(model, pixels, labels) -> dict:
 def detect_bytes(model, image_bytes, labels) -> dict:
     """`detect` on encoded pictures (JPEG/PNG/GIF/BMP); a batch of pictures of different sizes
     is answered in the first picture's pixels, so send one per call or pictures of one size."""
-    first = decode(image_bytes[0])
-    pixels = tf.map_fn(lambda one: tf.image.resize(decode(one), tf.shape(first)[:2]),
-                       image_bytes, fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
-    return detect(model, pixels, labels)
-
-
-def read_inputs(paths: list[str]):
-    """Image files -> uint8 pictures [height, width, 3], each at its own size."""
-    pictures = []
-    for path in paths:
-        try:
-            pictures.append(decode(tf.io.read_file(path)).numpy())
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-            raise DataError(f"{path}: not a readable PNG/JPEG/GIF/BMP image ({error.message}).")
-    return paths, pictures
+    return detect(model, decoded_at_first_size(image_bytes), labels)
 
 
 APP = App(
@@ -108,7 +94,7 @@ APP = App(
             tf.TensorSpec([None], tf.string, "image_bytes"), outputs=detect_bytes,
             with_labels=True,
             description="JPEG/PNG/GIF/BMP bytes -> the same, in the (first) picture's pixels")},
-    read_inputs=read_inputs,
+    read_inputs=read_pictures,
     config_class=DetectionConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the data's classes"},
     # Chosen on seed 42 (bench/RESULTS.md): 15 epochs of 2,160 scenes with AdamW's weight decay,

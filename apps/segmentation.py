@@ -18,14 +18,13 @@ import dataclasses
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import zoo
 from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
 from apps.core.outputs.segmentation import Segmentation
 from apps.core.sources import digit_scenes, generated_once, resolve_source
-from apps.core.sources.images import decode, resized
+from apps.core.sources.images import decoded_at_first_size, read_pictures, resized
 from apps.core.sources.masks import mask_folder_splits
 
 
@@ -75,21 +74,7 @@ def segment_bytes(model, image_bytes) -> dict:
     """`segment` on each encoded picture (JPEG/PNG/GIF/BMP) at its own size; a batch of
     pictures of different sizes answers with the first picture's size, so send one per call or
     pictures of one size."""
-    first = decode(image_bytes[0])
-    pixels = tf.map_fn(lambda one: tf.image.resize(decode(one), tf.shape(first)[:2]),
-                       image_bytes, fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
-    return segment(model, pixels)
-
-
-def read_inputs(paths: list[str]) -> tuple[list[str], list[np.ndarray]]:
-    """Image files -> uint8 pictures [height, width, 3], each at its own size."""
-    pictures = []
-    for path in paths:
-        try:
-            pictures.append(decode(tf.io.read_file(path)).numpy())
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
-            raise DataError(f"{path}: not a readable PNG/JPEG/GIF/BMP image ({error.message}).")
-    return paths, pictures
+    return segment(model, decoded_at_first_size(image_bytes))
 
 
 APP = App(
@@ -107,7 +92,7 @@ APP = App(
         "serving_bytes": Signature(
             tf.TensorSpec([None], tf.string, "image_bytes"), outputs=segment_bytes,
             description="JPEG/PNG/GIF/BMP bytes -> the same, at the (first) picture's size")},
-    read_inputs=read_inputs,
+    read_inputs=read_pictures,
     config_class=SegmentationConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the masks' classes"},
     defaults={"model": "unet", "epochs": 18, "batch_size": 32,

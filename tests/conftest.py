@@ -104,6 +104,22 @@ def call_export(export_dir, calls: dict, tmp_path) -> dict:
                    if key.startswith(f"{name}/")} for name in calls}
 
 
+def picture_through_both_signatures(export_dir, tmp_path) -> tuple:
+    """A random uint8 picture 70 x 50 written as tmp_path/picture.png, sent to the export's
+    `serving_default` as pixels and to its `serving_bytes` as the PNG's bytes: (the picture
+    [1, 50, 70, 3], its path, {"pixels": outputs, "bytes": outputs})."""
+    import tensorflow as tf
+
+    picture = np.random.default_rng(0).integers(0, 255, (1, 50, 70, 3), dtype=np.uint8)
+    path = tmp_path / "picture.png"
+    path.write_bytes(tf.io.encode_png(picture[0]).numpy())
+    np.save(tmp_path / "bytes.npy", np.array([path.read_bytes()], dtype=object))
+    answers = call_export(export_dir, {
+        "pixels": ("serving_default", {"pixels": picture.tolist()}),
+        "bytes": ("serving_bytes", str(tmp_path / "bytes.npy"))}, tmp_path)
+    return picture, path, answers
+
+
 def serve_in_separate_process(export_dir, raw_inputs, tmp_path, signatures=("serving_default",)):
     """Calls an export's signatures on the same raw batch in the export-calling process:
     {signature: {output name: array}}."""

@@ -17,7 +17,7 @@ from apps.core import DataError, resolve_config
 from apps.core.outputs.detection import SCORE_THRESHOLD, average_precision
 from apps.core.sources import boxes, digit_scenes
 from apps.core.sources.coco import coco_splits
-from tests.conftest import REPO_ROOT, call_export, cli_in_process
+from tests.conftest import REPO_ROOT, cli_in_process, picture_through_both_signatures
 from zoo.detection import CenterNetLoss, decode_detections, heatmap_targets
 
 APP = get_app("detection")
@@ -231,13 +231,7 @@ def test_the_export_answers_final_boxes_in_the_pictures_pixels_and_predict_draws
     config, metrics = tiny_run("detection")
     assert {"map", "map_50", "class_agnostic_ap_50"} <= set(metrics)
     assert (REPO_ROOT / config.run_dir / "detection_examples.png").stat().st_size > 0
-    picture = np.random.default_rng(0).integers(0, 255, (1, 50, 70, 3), dtype=np.uint8)
-    path = tmp_path / "picture.png"
-    path.write_bytes(tf.io.encode_png(picture[0]).numpy())
-    np.save(tmp_path / "bytes.npy", np.array([path.read_bytes()], dtype=object))
-    answers = call_export(metrics["export_path"], {
-        "pixels": ("serving_default", {"pixels": picture.tolist()}),
-        "bytes": ("serving_bytes", str(tmp_path / "bytes.npy"))}, tmp_path)
+    picture, path, answers = picture_through_both_signatures(metrics["export_path"], tmp_path)
     served = answers["pixels"]
     for name in served:
         np.testing.assert_array_equal(answers["bytes"][name], served[name])

@@ -16,7 +16,7 @@ from apps.core import DataError
 from apps.core.outputs.segmentation import iou_report
 from apps.core.sources import digit_scenes
 from apps.core.sources.masks import mask_folder_splits, resized_mask
-from tests.conftest import REPO_ROOT, call_export, cli_in_process
+from tests.conftest import REPO_ROOT, cli_in_process, picture_through_both_signatures
 
 APP = get_app("segmentation")
 pytestmark = pytest.mark.xdist_group("segmentation")
@@ -126,13 +126,7 @@ def test_unet_refuses_sizes_its_levels_cannot_halve():
 def test_the_export_answers_at_the_pictures_own_size_and_predict_writes_masks(
         tiny_run, tmp_path, capsys):
     config, metrics = tiny_run("segmentation")
-    picture = np.random.default_rng(0).integers(0, 255, (1, 50, 70, 3), dtype=np.uint8)
-    path = tmp_path / "picture.png"
-    path.write_bytes(tf.io.encode_png(picture[0]).numpy())
-    np.save(tmp_path / "bytes.npy", np.array([path.read_bytes()], dtype=object))
-    answers = call_export(metrics["export_path"], {
-        "pixels": ("serving_default", {"pixels": picture.tolist()}),
-        "bytes": ("serving_bytes", str(tmp_path / "bytes.npy"))}, tmp_path)
+    picture, path, answers = picture_through_both_signatures(metrics["export_path"], tmp_path)
     served = answers["pixels"]
     np.testing.assert_array_equal(answers["bytes"]["mask"], served["mask"])
     assert served["mask"].shape == (1, 50, 70) and served["mask"].dtype == np.uint8

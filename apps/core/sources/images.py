@@ -30,6 +30,26 @@ def decode(image_bytes):
     return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
 
 
+def decoded_at_first_size(image_bytes):
+    """Encoded pictures (JPEG/PNG/GIF/BMP) [batch] -> float32 pixels [batch, h, w, 3] at the first
+    picture's size (the others resized to it): for exports that answer at the picture's size."""
+    first = decode(image_bytes[0])
+    return tf.map_fn(lambda one: tf.image.resize(decode(one), tf.shape(first)[:2]), image_bytes,
+                     fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
+
+
+def read_pictures(paths: list[str]) -> tuple[list[str], list]:
+    """Image files -> (the paths, uint8 pictures [height, width, 3], each at its own size), for
+    `predict`; a file that is not a picture is a DataError naming it."""
+    pictures = []
+    for path in paths:
+        try:
+            pictures.append(decode(tf.io.read_file(path)).numpy())
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+            raise DataError(f"{path}: not a readable PNG/JPEG/GIF/BMP image ({error.message}).")
+    return paths, pictures
+
+
 def _class_files(folder: Path, class_names: list[str]) -> list[tuple[str, int]]:
     return [(str(path), label) for label, name in enumerate(class_names) if (folder / name).is_dir()
             for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
