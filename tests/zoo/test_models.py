@@ -145,6 +145,7 @@ print(json.dumps(losses))
 
 
 @pytest.mark.long
+@pytest.mark.full_tier  # a second backend, compiled: about 50 s, the fast tier's longest test
 def test_every_model_trains_a_step_on_the_jax_backend():
     # The step's mechanics, not its speed: XLA's cheapest compilation (a third of the time).
     result = run_python(JAX_TRAIN_STEP, env={"KERAS_BACKEND": "jax", "XLA_FLAGS": (
