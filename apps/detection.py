@@ -26,7 +26,7 @@ from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
 from apps.core.outputs.detection import Detection, served_detections
 from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.coco import coco_splits
-from apps.core.sources.images import decoded_at_first_size, read_pictures, resized
+from apps.core.sources.images import decoded_at_first_size, read_pictures, resized, square_pixel_model
 from apps.core.sources.voc import voc_splits
 
 
@@ -55,12 +55,7 @@ def load_data(config) -> DataSplits:
 
 def build_model(config, splits: DataSplits) -> keras.Model:
     """Pixels in [0, 255] -> Rescaling -> the zoo model."""
-    size = config.image_size
-    detector = zoo.build(config.model, input_shape=(size, size, 3),
-                         num_classes=len(splits.class_names), **config.model_options())
-    pixels = keras.Input(shape=(size, size, 3), name="pixels")
-    scaled = keras.layers.Rescaling(1 / 255)(pixels)
-    return keras.Model(pixels, detector(scaled), name=f"detection_{config.model}")
+    return square_pixel_model(config, len(splits.class_names), "detection")
 
 
 def detect(model, pixels, labels) -> dict:

@@ -20,11 +20,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-import zoo
 from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
 from apps.core.outputs.segmentation import Segmentation
 from apps.core.sources import digit_scenes, generated_once, resolve_source
-from apps.core.sources.images import decoded_at_first_size, read_pictures, resized
+from apps.core.sources.images import decoded_at_first_size, read_pictures, resized, square_pixel_model
 from apps.core.sources.masks import mask_folder_splits
 
 
@@ -53,12 +52,7 @@ def load_data(config) -> DataSplits:
 
 def build_model(config, splits: DataSplits) -> keras.Model:
     """Pixels in [0, 255] -> Rescaling -> the zoo model."""
-    size = config.image_size
-    segmenter = zoo.build(config.model, input_shape=(size, size, 3),
-                          num_classes=len(splits.class_names), **config.model_options())
-    pixels = keras.Input(shape=(size, size, 3), name="pixels")
-    scaled = keras.layers.Rescaling(1 / 255)(pixels)
-    return keras.Model(pixels, segmenter(scaled), name=f"segmentation_{config.model}")
+    return square_pixel_model(config, len(splits.class_names), "segmentation")
 
 
 def segment(model, pixels) -> dict:

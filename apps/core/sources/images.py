@@ -1,10 +1,13 @@
 """Images in class folders (`image_dataset_from_directory`'s layout, optionally inside train/
-and test/), decoded and resized as the data pipeline keeps them."""
+and test/), decoded and resized as the data pipeline keeps them; and what the apps on pictures of
+any size share: reading them for `predict`, decoding a `serving_bytes` batch, the square model."""
 
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
+import zoo
 from apps.core.app import DataSplits
 from apps.core.errors import DataError
 from apps.core.sources import hold_out
@@ -24,6 +27,19 @@ def resized(pixels, size: int):
     Plain bilinear, as `image_dataset_from_directory` resizes, and a LiteRT built-in op (the
     antialiased resize is not)."""
     return tf.image.resize(tf.cast(pixels, tf.float32), (size, size))
+
+
+def square_pixel_model(config, num_classes: int, name: str):
+    """uint8-range pixels [batch, --image-size, --image-size, 3] -> Rescaling to [0, 1] -> the zoo
+    model of `--model` at that size: the model the dense-vision apps train and export."""
+
+
+    size = config.image_size
+    network = zoo.build(config.model, input_shape=(size, size, 3), num_classes=num_classes,
+                        **config.model_options())
+    pixels = keras.Input(shape=(size, size, 3), name="pixels")
+    scaled = keras.layers.Rescaling(1 / 255)(pixels)
+    return keras.Model(pixels, network(scaled), name=f"{name}_{config.model}")
 
 
 def decode(image_bytes):
