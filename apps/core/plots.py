@@ -75,6 +75,23 @@ def plot_curve(x, y, xlabel: str, ylabel: str, marked_x: float, path: Path) -> N
     plt.close(figure)
 
 
+def plot_precision_recall(recall, precisions: dict[str, np.ndarray], title: str,
+                          path: Path) -> None:
+    """Precision against recall, one line per name (the last drawn bold, black); negative
+    precision (a class absent from the truth) is left out."""
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    for number, (name, precision) in enumerate(precisions.items()):
+        last = number == len(precisions) - 1
+        if (precision >= 0).any():
+            axis.plot(recall, precision, label=name, linewidth=2.5 if last else 1,
+                      color="black" if last else None)
+    axis.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    axis.legend(fontsize=7, loc="lower left", ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def plot_heatmaps(maps, titles: list[str], xlabel: str, ylabel: str, path: Path) -> None:
     """2-D maps [rows, columns] side by side (e.g. spectrograms: bins x frames), origin below."""
     figure, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 3), squeeze=False)

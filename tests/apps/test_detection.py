@@ -14,7 +14,7 @@ import tensorflow as tf
 import zoo
 from apps import get_app
 from apps.core import DataError, resolve_config
-from apps.core.outputs.detection import SCORE_THRESHOLD, average_precision
+from apps.core.outputs.detection import BOX_FORMAT, SCORE_THRESHOLD, average_precision
 from apps.core.sources import boxes, digit_scenes
 from apps.core.sources.coco import coco_splits
 from tests.conftest import REPO_ROOT, cli_in_process, picture_through_both_signatures
@@ -215,6 +215,18 @@ def test_targets_decode_back_into_their_boxes_and_score_full_average_precision()
     assert average_precision(rows, swapped, 3, 64, 64)["class_agnostic_ap_50"] == 1.0
     shifted = {**found, "boxes": np.clip(found["boxes"] + 0.15, 0, 1)}
     assert average_precision(rows, shifted, 3, 64, 64)["map_50"] < 0.5
+    np.testing.assert_array_equal(perfect["scene_errors"], [[0, 0], [0, 0]])
+    assert perfect["precision_50"].shape == (101, 4) and np.allclose(perfect["precision_50"], 1)
+    # Picture 0's second object scored below the threshold (missed); picture 1 with a confident
+    # box where it has nothing (false); what scores below the threshold is neither.
+    scores = np.zeros_like(found["scores"])
+    scores[0, 0], scores[0, 1], scores[1, 0] = 0.9, SCORE_THRESHOLD / 2, 0.9
+    scores[1, 1] = 0.8
+    moved = found["boxes"].copy()
+    moved[1, 1] = [0.0, 0.0, 0.05, 0.05]
+    errors = average_precision(rows, {**found, "scores": scores, "boxes": moved}, 3, 64,
+                               64)["scene_errors"]
+    np.testing.assert_array_equal(errors, [[1, 0], [0, 1]])
 
     loss = CenterNetLoss()
     noisy = maps + np.random.default_rng(0).normal(0, 2, maps.shape).astype("float32")
@@ -230,7 +242,9 @@ def test_the_export_answers_final_boxes_in_the_pictures_pixels_and_predict_draws
         tiny_run, tmp_path, capsys):
     config, metrics = tiny_run("detection")
     assert {"map", "map_50", "class_agnostic_ap_50"} <= set(metrics)
-    assert (REPO_ROOT / config.run_dir / "detection_examples.png").stat().st_size > 0
+    for picture in ("detection_examples.png", "detection_worst.png", "precision_recall.png"):
+        assert (REPO_ROOT / config.run_dir / picture).stat().st_size > 0
+    assert metrics["box_format"] == BOX_FORMAT and len(metrics["worst_test_pictures"]) > 0
     picture, path, answers = picture_through_both_signatures(metrics["export_path"], tmp_path)
     served = answers["pixels"]
     for name in served:

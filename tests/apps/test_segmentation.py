@@ -13,7 +13,7 @@ import tensorflow as tf
 import zoo
 from apps import get_app
 from apps.core import DataError
-from apps.core.outputs.segmentation import iou_report
+from apps.core.outputs.segmentation import iou_report, scene_object_iou
 from apps.core.sources import digit_scenes
 from apps.core.sources.masks import mask_folder_splits, resized_mask
 from tests.conftest import REPO_ROOT, cli_in_process, picture_through_both_signatures
@@ -117,6 +117,12 @@ def test_per_class_iou_is_keras_iou_and_foreground_iou_counts_object_pixels():
     mean.update_state(truth, probabilities)
     assert report["mean_iou"] == pytest.approx(float(mean.result()))
 
+    # Per picture, a digit of the wrong class is wrong (its foreground IoU would say right).
+    truth, predicted = np.zeros((3, 4, 4), int), np.zeros((3, 4, 4), int)
+    truth[0, :2], predicted[0, :2] = 3, 3
+    truth[1, :2], predicted[1, :1], predicted[1, 1] = 3, 3, 5
+    np.testing.assert_allclose(scene_object_iou(truth, predicted), [1.0, 0.5, 1.0])
+
 
 def test_unet_refuses_sizes_its_levels_cannot_halve():
     with pytest.raises(ValueError, match="divisible by 8"):
@@ -132,7 +138,9 @@ def test_the_export_answers_at_the_pictures_own_size_and_predict_writes_masks(
     assert served["mask"].shape == (1, 50, 70) and served["mask"].dtype == np.uint8
     assert served["probabilities"].shape == (1, 50, 70, 11)
     np.testing.assert_array_equal(served["mask"], served["probabilities"].argmax(axis=-1))
-    assert (REPO_ROOT / config.run_dir / "segmentation_examples.png").stat().st_size > 0
+    for picture in ("segmentation_examples.png", "segmentation_worst.png"):
+        assert (REPO_ROOT / config.run_dir / picture).stat().st_size > 0
+    assert len(metrics["worst_test_pictures"]) == 4
     assert "Intersection over union per class" in (REPO_ROOT / config.run_dir
                                                    / "MODEL_CARD.md").read_text()
 

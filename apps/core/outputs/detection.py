@@ -20,6 +20,7 @@ MAX_DETECTIONS = 100  # COCO's evaluation counts up to 100 detections a picture
 SCORE_THRESHOLD = 0.3  # the export's num_detections counts the detections scoring this or more
 SHOWN_EXAMPLES = 8
 TRUE_COLOUR, FOUND_COLOUR = "tab:green", "tab:red"
+BOX_FORMAT = "(x_min, y_min, x_max, y_max) in the input picture's pixels"
 
 
 def served_detections(maps, labels, height, width) -> dict:
@@ -56,7 +57,9 @@ def average_precision(truth: np.ndarray, found: dict, class_count: int, width: i
     `class_id`) against `truth` box rows, on pictures of `width` x `height` pixels: `map`
     (AP averaged over IoU 0.50-0.95), `map_50`, `map_75`, `class_ap_50` [class_count] (-1 for a
     class absent from the truth), and `class_agnostic_ap_50` (every box one class: are the
-    objects found, whatever their class?)."""
+    objects found, whatever their class?); for the report's pictures, `precision_50`
+    [101 recall levels, class_count + 1] (COCO's interpolated precision at IoU 0.5 per class,
+    the last column class-agnostic; -1 where a class is absent) and `scene_errors` [n, 2]."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -67,7 +70,7 @@ def average_precision(truth: np.ndarray, found: dict, class_count: int, width: i
                for index in range(len(truth))
                for box, score, class_id in zip(found["boxes"][index], found["scores"][index],
                                                found["class_id"][index])]
-    figures = {}
+    figures, curves = {}, []
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints as it goes
         truth_api = COCO()
         truth_api.dataset = dataset
@@ -79,16 +82,38 @@ def average_precision(truth: np.ndarray, found: dict, class_count: int, width: i
             evaluation.evaluate()
             evaluation.accumulate()
             evaluation.summarize()
+            precision = evaluation.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, all areas
+            curves.append(precision)
             if by_class:
-                precision = evaluation.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, all areas
                 figures.update(
                     map=float(evaluation.stats[0]), map_50=float(evaluation.stats[1]),
                     map_75=float(evaluation.stats[2]),
                     class_ap_50=[float(column[column > -1].mean()) if (column > -1).any()
-                                 else -1.0 for column in precision.T])
+                                 else -1.0 for column in precision.T],
+                    scene_errors=scene_errors(evaluation, len(truth), SCORE_THRESHOLD))
             else:
                 figures["class_agnostic_ap_50"] = float(evaluation.stats[1])
+    figures["precision_50"] = np.concatenate(curves, axis=1)
     return figures
+
+
+def scene_errors(evaluation, scene_count: int, score_threshold: float) -> np.ndarray:
+    """[scene_count, 2] from an evaluated by-class COCOeval: per scene, the true boxes that no
+    detection of their class scoring `score_threshold` or more overlaps at IoU 0.5 (missed), and
+    the detections scoring that much that overlap no true box of their class (false). COCO
+    matches detections best score first, so its matches among all detections are those among the
+    detections above any threshold."""
+    errors = np.zeros((scene_count, 2), int)
+    for result in evaluation.evalImgs:
+        if result is None or result["aRng"] != evaluation.params.areaRng[0]:
+            continue
+        scores = dict(zip(result["dtIds"], result["dtScores"]))
+        found = sum(1 for match in result["gtMatches"][0]
+                    if match and scores[int(match)] >= score_threshold)
+        false = sum(1 for match, score in zip(result["dtMatches"][0], result["dtScores"])
+                    if not match and score >= score_threshold)
+        errors[result["image_id"] - 1] += (len(result["gtIds"]) - found, false)
+    return errors
 
 
 def _labelled(corners, names, colour, scores=None) -> list[tuple]:
@@ -112,30 +137,49 @@ class Detection(OutputKind):
     model_output_name = None  # the export answers decoded boxes, not the model's maps
 
     def report(self, model, predictions, splits, run_dir, config, rebuild) -> dict:
-        """COCO AP on the test split, and `detection_examples.png`: test pictures with their
-        true boxes (green) and the detections scoring at least SCORE_THRESHOLD (red)."""
+        """COCO AP on the test split, and three pictures: `detection_examples.png` (the first
+        test pictures with their true boxes in green and the detections scoring at least
+        SCORE_THRESHOLD in red), `detection_worst.png` (the pictures with the most missed and
+        false boxes at that threshold) and `precision_recall.png` (COCO's curves at IoU 0.5)."""
         pictures = np.clip(np.round(predictions.inputs), 0, 255).astype("uint8")
         height, width = pictures.shape[1:3]
         names = splits.class_names
         found = {key: np.asarray(value) for key, value in zoo.decode_detections(
             predictions.outputs, len(names), MAX_DETECTIONS).items()}
         figures = average_precision(predictions.targets, found, len(names), width, height)
-        panels = []
-        for index in range(min(SHOWN_EXAMPLES, len(pictures))):
+        errors, precision = figures.pop("scene_errors"), figures.pop("precision_50")
+
+        def panel(index, title):
             rows = predictions.targets[index][predictions.targets[index][:, 0] >= 0]
             kept = found["scores"][index] >= SCORE_THRESHOLD
-            scale = (width, height)
-            truth = _labelled(box_format.to_pixels(rows[:, 1:], *scale),
+            truth = _labelled(box_format.to_pixels(rows[:, 1:], width, height),
                               [names[int(i)] for i in rows[:, 0]], TRUE_COLOUR)
-            detected = _labelled(box_format.to_pixels(found["boxes"][index][kept], *scale),
+            detected = _labelled(box_format.to_pixels(found["boxes"][index][kept], width, height),
                                  [names[i] for i in found["class_id"][index][kept]], FOUND_COLOUR,
                                  found["scores"][index][kept])
-            panels.append((pictures[index], truth + detected, f"test picture {index}"))
-        plots.plot_boxes(panels, f"test mAP@0.5 {figures['map_50']:.3f} (true boxes green, "
-                                 f"found red)", run_dir / "detection_examples.png")
+            return pictures[index], truth + detected, title
+
+        shown = range(min(SHOWN_EXAMPLES, len(pictures)))
+        plots.plot_boxes([panel(index, f"test picture {index}") for index in shown],
+                         f"test mAP@0.5 {figures['map_50']:.3f} (true boxes green, found red)",
+                         run_dir / "detection_examples.png")
+        worst = np.argsort(-errors.sum(axis=1), kind="stable")[:SHOWN_EXAMPLES]
+        plots.plot_boxes([panel(index, f"test picture {index}: {errors[index, 0]} missed, "
+                                       f"{errors[index, 1]} false") for index in worst],
+                         f"the worst test pictures at score {SCORE_THRESHOLD} (true boxes green, "
+                         f"found red)", run_dir / "detection_worst.png")
+        plots.plot_precision_recall(
+            np.linspace(0, 1, precision.shape[0]),
+            {**{name: precision[:, index] for index, name in enumerate(names)},
+             "any class (localisation)": precision[:, -1]},
+            f"test precision-recall at IoU 0.5 (mAP@0.5 {figures['map_50']:.3f})",
+            run_dir / "precision_recall.png")
         figures["class_ap_50"] = {name: round(value, 4) for name, value in
                                   zip(names, figures["class_ap_50"]) if value >= 0}
-        return {**figures, "class_names": names}
+        return {**figures, "class_names": names, "box_format": BOX_FORMAT,
+                "worst_test_pictures": [int(index) for index in worst],
+                "test_boxes_missed": int(errors[:, 0].sum()),
+                "test_detections_false": int(errors[:, 1].sum())}
 
     def card_section(self, metrics: dict) -> list[str]:
         return ["Average precision at IoU 0.5 per class on the test split: " + ", ".join(

@@ -35,6 +35,15 @@ def iou_report(truth: np.ndarray, probabilities: np.ndarray, class_names: list[s
             "background_pixel_accuracy": float(1 - truth_foreground.mean())}
 
 
+def scene_object_iou(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """[n]: per picture, the object pixels predicted as their own class over the pixels either
+    mask calls an object (a wrong class counts as wrong, unlike foreground IoU; 1 where neither
+    mask has an object pixel)."""
+    union = ((truth > 0) | (predicted > 0)).sum(axis=(1, 2))
+    right = ((truth == predicted) & (truth > 0)).sum(axis=(1, 2))
+    return np.where(union > 0, right / np.maximum(union, 1), 1.0)
+
+
 def palette(class_count: int) -> np.ndarray:
     """uint8 [class_count, 3]: a distinct colour per class, black for the background."""
     import matplotlib
@@ -63,25 +72,35 @@ class Segmentation(OutputKind):
     predict_usage = "IMAGE... [--out DIR]"
 
     def report(self, model, predictions, splits, run_dir, config, rebuild) -> dict:
-        """mIoU and per-class IoU on the test split, and `segmentation_examples.png`: test
-        pictures with their true and predicted masks and the wrong pixels."""
+        """mIoU and per-class IoU on the test split, and two pictures of test pictures with
+        their true and predicted masks and the wrong pixels: `segmentation_examples.png` (the
+        first ones) and `segmentation_worst.png` (the lowest `scene_object_iou`)."""
         truth, probabilities = predictions.targets, predictions.outputs
         report = iou_report(truth, probabilities, splits.class_names)
         predicted = probabilities.argmax(axis=-1)
         pictures = np.clip(np.round(predictions.inputs), 0, 255).astype("uint8")
         colours = palette(len(splits.class_names))
-        panels, titles = [], []
-        for index in range(min(SHOWN_EXAMPLES, len(pictures))):
-            wrong = np.where((predicted[index] != truth[index])[..., None], [220, 0, 0], 255)
-            panels += [pictures[index], overlay(pictures[index], truth[index], colours),
-                       overlay(pictures[index], predicted[index], colours),
-                       wrong.astype("uint8")]
-            titles += [f"test picture {index}", "true mask", "predicted mask",
-                       f"wrong pixels: {(predicted[index] != truth[index]).mean():.1%}"]
-        plots.plot_image_grid(panels, titles, ["black"] * len(panels),
-                              f"test mIoU {report['mean_iou']:.3f}",
-                              run_dir / "segmentation_examples.png")
-        return {**report, "class_names": splits.class_names}
+        scene_iou = scene_object_iou(truth, predicted)
+
+        def draw(indices, title, path):
+            panels, titles = [], []
+            for index in indices:
+                wrong = np.where((predicted[index] != truth[index])[..., None], [220, 0, 0], 255)
+                panels += [pictures[index], overlay(pictures[index], truth[index], colours),
+                           overlay(pictures[index], predicted[index], colours),
+                           wrong.astype("uint8")]
+                titles += [f"test picture {index}", "true mask", "predicted mask",
+                           f"wrong pixels {(predicted[index] != truth[index]).mean():.1%}, "
+                           f"object IoU {scene_iou[index]:.2f}"]
+            plots.plot_image_grid(panels, titles, ["black"] * len(panels), title, path)
+
+        draw(range(min(SHOWN_EXAMPLES, len(pictures))), f"test mIoU {report['mean_iou']:.3f}",
+             run_dir / "segmentation_examples.png")
+        worst = np.argsort(scene_iou, kind="stable")[:SHOWN_EXAMPLES]
+        draw(worst, "the test pictures of lowest object IoU (object pixels given their class)",
+             run_dir / "segmentation_worst.png")
+        return {**report, "class_names": splits.class_names,
+                "worst_test_pictures": [int(index) for index in worst]}
 
     def card_section(self, metrics: dict) -> list[str]:
         return ["Intersection over union per class on the test split: " + ", ".join(
