@@ -129,6 +129,41 @@ def serve_in_separate_process(export_dir, raw_inputs, tmp_path, signatures=("ser
                                     for signature in signatures}, tmp_path)
 
 
+def held_out_through_every_export(app_name: str, config, metrics, tmp_path, capsys,
+                                  predict_options=(), count: int = 64) -> dict:
+    """The first `count` held-out pictures of a dense-vision run through its export every way a
+    user has: `saved`, the SavedModel's serving_default on them as one batch (in the
+    export-calling process); `predicted`, the JSON lines of `predict` on them as PNG files (with
+    `predict_options`); and `litert` {quantize: report} of `export-litert` float16 and dynamic
+    range, which compares them with the SavedModel picture by picture. Also `pictures`."""
+    import tensorflow as tf
+
+    from apps import get_app
+
+    splits = get_app(app_name).load_data(config)
+    pictures = np.stack([picture for picture, _ in splits.test.take(count).as_numpy_iterator()])
+    (tmp_path / "held_out").mkdir()
+    paths = [tmp_path / "held_out" / f"{index:02d}.png" for index in range(len(pictures))]
+    for path, picture in zip(paths, pictures):
+        path.write_bytes(tf.io.encode_png(picture).numpy())
+    saved = serve_in_separate_process(metrics["export_path"], pictures, tmp_path)
+    capsys.readouterr()
+    status, output, error = cli_in_process(
+        capsys, app_name, "predict", "--model-dir", metrics["export_path"], "--out",
+        str(tmp_path / "predicted"), *predict_options, *map(str, paths))
+    assert status == 0, error
+    litert = {}
+    for quantize in ("float16", "dynamic"):
+        status, litert_output, error = cli_in_process(
+            capsys, app_name, "export-litert", "--model-dir", metrics["export_path"],
+            "--quantize", quantize, "--data", config.data, "--max-examples", str(count))
+        assert status == 0, error
+        litert[quantize] = json.loads(litert_output.strip().splitlines()[-1])
+        assert litert[quantize]["examples"] == count
+    return {"pictures": pictures, "saved": saved["serving_default"],
+            "predicted": [json.loads(line) for line in output.splitlines()], "litert": litert}
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

@@ -4,6 +4,7 @@ neighbour only, per-class IoU against Keras' own, the export answering at the pi
 `predict` writing masks, and the floor on the default run."""
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -16,7 +17,12 @@ from apps.core import DataError
 from apps.core.outputs.segmentation import iou_report, scene_object_iou
 from apps.core.sources import digit_scenes
 from apps.core.sources.masks import mask_folder_splits, resized_mask
-from tests.conftest import REPO_ROOT, cli_in_process, picture_through_both_signatures
+from tests.conftest import (
+    REPO_ROOT,
+    cli_in_process,
+    held_out_through_every_export,
+    picture_through_both_signatures,
+)
 
 APP = get_app("segmentation")
 pytestmark = pytest.mark.xdist_group("segmentation")
@@ -167,6 +173,18 @@ def test_the_sample_is_composed_once_where_the_app_looks(tmp_path, monkeypatch, 
     assert splits.class_names == digit_scenes.SEGMENT_NAMES
     APP.load_data(resolve_config(APP, data="sample"))
     assert "composing" not in capsys.readouterr().out
+
+
+@pytest.mark.full_tier  # on the default run the floor test trains
+def test_savedmodel_predict_and_litert_give_the_same_masks_on_64_held_out_scenes(
+        sample_run, tmp_path, capsys):
+    config, metrics = sample_run("segmentation")
+    answers = held_out_through_every_export("segmentation", config, metrics, tmp_path, capsys)
+    for index, line in enumerate(answers["predicted"]):
+        written = tf.io.decode_png(Path(line["mask"]).read_bytes()).numpy()[..., 0]
+        np.testing.assert_array_equal(written, answers["saved"]["mask"][index])
+    for report in answers["litert"].values():
+        assert report["pixel_agreement"] >= 0.995, report
 
 
 @pytest.mark.floor
