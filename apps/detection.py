@@ -22,7 +22,8 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
+from apps.core import App, DataError, DataSplits, Signature, option
+from apps.core.config import DensePictureConfig
 from apps.core.outputs.detection import Detection, served_detections
 from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.coco import coco_splits
@@ -31,7 +32,7 @@ from apps.core.sources.voc import voc_splits
 
 
 @dataclasses.dataclass
-class DetectionConfig(TrainConfig):
+class DetectionConfig(DensePictureConfig):
     image_size: int = option(64, "pictures are resized to this square size inside the model "
                                  "(divisible by 8 for the default centernet); the export "
                                  "answers in each picture's own pixels")
@@ -54,8 +55,8 @@ def load_data(config) -> DataSplits:
 
 
 def build_model(config, splits: DataSplits) -> keras.Model:
-    """Pixels in [0, 255] -> Rescaling -> the zoo model."""
-    return square_pixel_model(config, len(splits.class_names), "detection")
+    """The zoo model on pixels in [0, 255] (its own rescaling, or its backbone's preprocessing)."""
+    return square_pixel_model(config, len(splits.class_names))
 
 
 def detect(model, pixels, labels) -> dict:
@@ -91,7 +92,9 @@ APP = App(
             description="JPEG/PNG/GIF/BMP bytes -> the same, in the (first) picture's pixels")},
     read_inputs=read_pictures,
     config_class=DetectionConfig,
-    app_model_options={"input_shape": "--image-size", "num_classes": "the data's classes"},
+    app_model_options={"input_shape": "--image-size", "num_classes": "the data's classes",
+                       "backbone": "--backbone", "weights": "--weights"},
+    option_flags={"backbone": "--backbone", "weights": "--weights"},
     # Chosen on seed 42 (bench/RESULTS.md): 15 epochs of 2,160 scenes with AdamW's weight decay,
     # the whole cosine schedule (a patience of 15: validation loss is noisy mid-schedule), then
     # the epoch of lowest validation loss. 1,080 scenes overfit by epoch 9 (mAP@0.5 0.89).

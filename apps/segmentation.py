@@ -20,7 +20,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
+from apps.core import App, DataError, DataSplits, Signature, option
+from apps.core.config import DensePictureConfig
 from apps.core.outputs.segmentation import Segmentation
 from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.images import decoded_at_first_size, read_pictures, resized, square_pixel_model
@@ -28,7 +29,7 @@ from apps.core.sources.masks import mask_folder_splits
 
 
 @dataclasses.dataclass
-class SegmentationConfig(TrainConfig):
+class SegmentationConfig(DensePictureConfig):
     # The 96-pixel scenes halved: their digits (16-56 px) become MNIST's size, and a 2-core CPU
     # runs four times the epochs (20 at 96 px: mIoU 0.57 in 3.6 min; at 48 px 0.82 after 35
     # epochs of 1,080 scenes in 1.7 min, 0.86 after 18 epochs of 2,160).
@@ -51,8 +52,8 @@ def load_data(config) -> DataSplits:
 
 
 def build_model(config, splits: DataSplits) -> keras.Model:
-    """Pixels in [0, 255] -> Rescaling -> the zoo model."""
-    return square_pixel_model(config, len(splits.class_names), "segmentation")
+    """The zoo model on pixels in [0, 255] (its own rescaling, or its backbone's preprocessing)."""
+    return square_pixel_model(config, len(splits.class_names))
 
 
 def segment(model, pixels) -> dict:
@@ -88,7 +89,9 @@ APP = App(
             description="JPEG/PNG/GIF/BMP bytes -> the same, at the (first) picture's size")},
     read_inputs=read_pictures,
     config_class=SegmentationConfig,
-    app_model_options={"input_shape": "--image-size", "num_classes": "the masks' classes"},
+    app_model_options={"input_shape": "--image-size", "num_classes": "the masks' classes",
+                       "backbone": "--backbone", "weights": "--weights"},
+    option_flags={"backbone": "--backbone", "weights": "--weights"},
     defaults={"model": "unet", "epochs": 18, "batch_size": 32,
               "learning_rate": 2e-3, "augment": False, "patience": 5},
 )

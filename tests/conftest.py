@@ -192,7 +192,9 @@ TINY_RUNS = {
     "generative": {"epochs": 1, "judge_epochs": 1, "max_examples": 512},
     "sentiment": {"epochs": 1, "fine_tune_epochs": 1, "explain_examples": 2},
     "segmentation": {"epochs": 1, "image_size": 32, "model_arg": ["filters=(8, 16, 32)"]},
-    "detection": {"epochs": 1, "image_size": 32,
+    # Detection's tiny run fine-tunes the offline ImageNet backbone (two phases, a BackboneModel).
+    "detection": {"epochs": 1, "image_size": 32, "backbone": "efficientnet_lite0",
+                  "fine_tune": "all", "fine_tune_epochs": 1,
                   "model_arg": ["filters=(8, 16, 32)", "head_filters=8"]},
 }
 

@@ -114,6 +114,40 @@ def builtin_image_backbone(name: str, weights, input_shape):
     return backbone, preprocessing() if preprocessing else None
 
 
+# Built-in backbones that dense heads (zoo.segmentation, zoo.detection) can tap: name -> the
+# layers whose outputs are its feature maps at strides 2, 4, 8 and 16 of the input (MobileNetV2's
+# are those of TensorFlow's segmentation tutorial; the others end a stage, or open the next one).
+PYRAMID_LAYERS = {
+    "efficientnet_lite0": ("blocks_0_bn2", "blocks_2_add", "blocks_4_add", "blocks_10_add"),
+    "mobilenet_v2": ("block_1_expand_relu", "block_3_expand_relu", "block_6_expand_relu",
+                     "block_13_expand_relu"),
+    "efficientnet_b0": ("block2a_expand_activation", "block3a_expand_activation",
+                        "block4a_expand_activation", "block6a_expand_activation"),
+    "efficientnet_v2_b0": ("block1a_project_activation", "block2b_add", "block3b_add",
+                           "block5e_add"),
+    "resnet50": ("conv1_relu", "conv2_block3_out", "conv3_block4_out", "conv4_block6_out"),
+}
+PYRAMID_STRIDE = 16
+
+
+def image_pyramid(name: str, weights, input_shape):
+    """A built-in backbone cut to its feature maps at strides 2, 4, 8 and 16, named "backbone"
+    (its layers those of the full network, so fine-tuning unfreezes its top ones), and its
+    preprocessing layer (RGB pixels in [0, 255] -> what the backbone expects), for dense heads."""
+    if name not in PYRAMID_LAYERS:
+        raise ValueError(f"backbone={name}: dense heads tap the feature maps of "
+                         f"{', '.join(PYRAMID_LAYERS)}; choose one of those, or "
+                         f"backbone=None to train the model's own encoder from scratch.")
+    height, width = input_shape[:2]
+    if height % PYRAMID_STRIDE or width % PYRAMID_STRIDE:
+        raise ValueError(f"backbone={name}: input_shape {tuple(input_shape)}: height and width "
+                         f"must be divisible by {PYRAMID_STRIDE}, the backbone's deepest stride.")
+    network, preprocessing = builtin_image_backbone(name, weights, input_shape)
+    backbone = keras.Model(network.inputs, [network.get_layer(layer).output
+                                            for layer in PYRAMID_LAYERS[name]], name="backbone")
+    return backbone, preprocessing
+
+
 def checkpoint_folder(source: BackboneSource) -> str:
     """The folder or preset name KerasHub loads: a packaged checkpoint's folder, else as given."""
     if source.kind != "builtin":

@@ -16,38 +16,54 @@ import math
 import keras
 from keras import layers, ops
 
+from zoo.backbones import image_pyramid
 from zoo.cnn import conv_bn_relu
 from zoo.registry import register_model
+from zoo.transfer import BackboneModel
 
 OUTPUT_STRIDE = 4
 PRIOR = 0.01  # the heatmaps' starting probability (RetinaNet's prior: the loss starts calm)
 
 
 @register_model(task="object_detection",
-                inputs="float32 [batch, height, width, 3] pixels in [0, 1], height and width "
-                       "divisible by 2 ** len(filters)",
+                inputs="float32 [batch, height, width, 3] RGB pixels in [0, 255], height and "
+                       "width divisible by 2 ** len(filters) (by 16 with a backbone)",
                 search={"head_filters": [32, 64, 128]})
-def centernet(input_shape=(96, 96, 3), num_classes=10, filters=(32, 64, 128), head_filters=64):
+def centernet(input_shape=(96, 96, 3), num_classes=10, filters=(32, 64, 128), head_filters=64,
+              backbone=None, weights="imagenet"):
     """A CenterNet on a small encoder-decoder: per level of `filters` a stride-2 conv-BN-relu and
     a conv-BN-relu (down to 1/2 ** len(filters) of the input), the deepest level's features
     refined twice more, then up (2x nearest, concatenated with the encoder's level of that size,
     conv-BN-relu) to a quarter of the input; three heads (heatmaps, sizes, offsets), each a 3x3
-    conv-relu then a 1x1 conv, concatenated into the output map."""
+    conv-relu then a 1x1 conv, concatenated into the output map.
+
+    `backbone` (a name in zoo.backbones.PYRAMID_LAYERS, with its `weights`: imagenet, None or a
+    weights file): the encoder is that pretrained network instead; from its map at 1/16, up to
+    1/8 and 1/4 through its maps there (`filters[-1]`, `filters[-2]` wide); the model is a
+    zoo.BackboneModel, fine-tuned in two phases."""
     height, width = input_shape[:2]
     levels = 2 ** len(filters)
-    if len(filters) < 2 or height % levels or width % levels:
+    if backbone is None and (len(filters) < 2 or height % levels or width % levels):
         raise ValueError(f"centernet: input_shape {tuple(input_shape)} with filters {filters}: "
                          f"needs at least two levels and height and width divisible by "
                          f"{levels} (2 ** len(filters)).")
     inputs = keras.Input(shape=tuple(input_shape), name="pixels")
-    x, skips = inputs, []
-    for level_filters in filters:
-        x = conv_bn_relu(conv_bn_relu(x, level_filters, strides=2), level_filters)
-        skips.append(x)
-    x = conv_bn_relu(conv_bn_relu(x, filters[-1]), filters[-1])
-    for level_filters, skip in zip(reversed(filters[1:-1]), reversed(skips[1:-1])):
-        x = layers.UpSampling2D(2)(x)
-        x = conv_bn_relu(layers.Concatenate()([x, skip]), level_filters)
+    if backbone is not None:
+        encoder, preprocessing = image_pyramid(backbone, weights, input_shape)
+        _, quarter, eighth, x = encoder(preprocessing(inputs) if preprocessing else inputs)
+        x = conv_bn_relu(x, filters[-1])
+        for level_filters, skip in ((filters[-1], eighth), (filters[-2], quarter)):
+            x = layers.UpSampling2D(2)(x)
+            x = conv_bn_relu(layers.Concatenate()([x, skip]), level_filters)
+    else:
+        x, skips = layers.Rescaling(1 / 255)(inputs), []
+        for level_filters in filters:
+            x = conv_bn_relu(conv_bn_relu(x, level_filters, strides=2), level_filters)
+            skips.append(x)
+        x = conv_bn_relu(conv_bn_relu(x, filters[-1]), filters[-1])
+        for level_filters, skip in zip(reversed(filters[1:-1]), reversed(skips[1:-1])):
+            x = layers.UpSampling2D(2)(x)
+            x = conv_bn_relu(layers.Concatenate()([x, skip]), level_filters)
     prior_bias = keras.initializers.Constant(-math.log((1 - PRIOR) / PRIOR))
     heads = []
     for name, channels, bias in (("heatmaps", num_classes, prior_bias), ("sizes", 2, "zeros"),
@@ -55,7 +71,8 @@ def centernet(input_shape=(96, 96, 3), num_classes=10, filters=(32, 64, 128), he
         head = layers.Conv2D(head_filters, 3, padding="same", activation="relu")(x)
         heads.append(layers.Conv2D(channels, 1, bias_initializer=bias, name=name)(head))
     outputs = layers.Concatenate(name="detection_maps", dtype="float32")(heads)
-    return keras.Model(inputs, outputs, name="centernet")
+    model_class = keras.Model if backbone is None else BackboneModel
+    return model_class(inputs, outputs, name="centernet")
 
 
 def _box_geometry(rows, grid_h: int, grid_w: int):

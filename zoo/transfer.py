@@ -17,9 +17,10 @@ BACKBONE, FEATURES = "backbone", "features"
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class TransferClassifier(keras.Model):
-    """A Functional classifier whose graph holds a layer named "backbone" and, after it, the
-    pooled "features" the head reads. Saves and loads like any Functional model."""
+class BackboneModel(keras.Model):
+    """A Functional model whose graph holds a pretrained layer named "backbone": the runner
+    trains the rest with it frozen, then fine-tunes its top layers (zoo.finetune). Saves and
+    loads like any Functional model."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -27,6 +28,12 @@ class TransferClassifier(keras.Model):
     @property
     def backbone(self) -> keras.layers.Layer:
         return self.get_layer(BACKBONE)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransferClassifier(BackboneModel):
+    """A BackboneModel classifier whose graph holds, after the backbone, the pooled "features"
+    the head reads (so the head can train on features computed once)."""
 
     def feature_extractor(self) -> keras.Model:
         """The model from its inputs to the pooled features (sharing layers and weights)."""

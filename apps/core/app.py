@@ -59,7 +59,8 @@ class App:
 
     `build_model(config, splits)` returns a Keras model from raw input to outputs, with its
     preprocessing adapted on `splits.train`; a model with a pretrained backbone is a
-    `zoo.TransferClassifier`, which the runner fine-tunes in two phases.
+    `zoo.BackboneModel` (a classifier's a `zoo.TransferClassifier`), which the runner fine-tunes
+    in two phases.
     `app_model_options`: the zoo options the app sets itself (option -> where the value comes
     from), which `--model-arg` may not repeat. `option_flags`: zoo options that have a flag of
     their own (option -> flag), so the zoo's errors reach the user in flags.

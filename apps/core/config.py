@@ -133,6 +133,28 @@ def _kind_of(default) -> tuple[tuple[type, ...], str]:
     return (object,), "any value"
 
 
+@dataclasses.dataclass
+class DensePictureConfig(TrainConfig):
+    """The options of the apps that label a picture's pixels or boxes (segmentation,
+    detection): a square size, and an optional pretrained encoder."""
+
+    image_size: int = option(64, "pictures are resized to this square size inside the model")
+    backbone: str = option("none", "a pretrained encoder (the picture size then divisible by "
+                                   "16): efficientnet_lite0 (ImageNet weights installed "
+                                   "offline), mobilenet_v2, efficientnet_b0, "
+                                   "efficientnet_v2_b0 or resnet50; none = the model's own "
+                                   "encoder, trained from scratch")
+    weights: str = option("imagenet", "weights of --backbone: imagenet, none, or a weights "
+                                      "file")
+
+    def backbone_options(self) -> dict:
+        """The zoo builder's backbone options (none without --backbone)."""
+        if self.backbone == "none":
+            return {}
+        return {"backbone": self.backbone,
+                "weights": None if self.weights == "none" else self.weights}
+
+
 def check_model_options(config, builder_defaults: dict, app_model_options: dict[str, str],
                         app_name: str) -> None:
     """Refuses `--model-arg` options the builder does not have, that the app sets itself, or whose

@@ -258,9 +258,8 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
     """Fits `model` phase by phase with `run_epochs`, then loads its best weights. With
     `--cache-features` the head phase fits the head alone on features computed once. Returns
     the seconds spent extracting features, which count as training time."""
-    transfer = isinstance(model, zoo.TransferClassifier)
     phases = [("head", config.epochs, config.learning_rate)]
-    if transfer:
+    if isinstance(model, zoo.BackboneModel):
         model.backbone.trainable = False
         if config.fine_tune_layers() != 0 and config.fine_tune_epochs > 0:
             phases.append(("fine_tune", config.fine_tune_epochs,
@@ -279,7 +278,8 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
         backup_dir = run_dir / f"backup_{name}"
         history = _committed_history(run_dir, backup_dir, finished_epochs)
         fitted, fitted_data, phase_feature_seconds = model, data, 0.0
-        if name == "head" and transfer and config.cache_features:
+        if (name == "head" and isinstance(model, zoo.TransferClassifier)
+                and config.cache_features):
             started = time.perf_counter()
             fitted, fitted_data = _cached_features(model, data, config)
             phase_feature_seconds = time.perf_counter() - started

@@ -74,7 +74,7 @@ def find_learning_rate(app, config, start: float = 1e-7, end: float = 10.0,
     data = input_pipeline(splits.train, config.batch_size, config.seed,
                           training_augmentation(app, config)).repeat()
     model = build_model(app, config, splits)
-    if isinstance(model, zoo.TransferClassifier):
+    if isinstance(model, zoo.BackboneModel):
         model.backbone.trainable = False
     model.compile(optimizer=make_optimizer(config, start, model), loss=training_loss(app, config))
     test = LearningRateRangeTest(start, end, steps)

@@ -107,8 +107,9 @@ def build_model(app: App, config, splits):
                                     zoo.describe(config.model)["defaults"])) from error
     if (config.cache_features and not isinstance(model, zoo.TransferClassifier)
             and not app.defaults.get("cache_features")):  # an app default is for its backbones
-        raise RunError(f"--cache-features: model {config.model} has no pretrained backbone to "
-                       f"compute features with (image_transfer and text_transfer have).")
+        raise RunError(f"--cache-features: model {config.model} has no head on pooled features "
+                       f"of a pretrained backbone to train on features computed once "
+                       f"(image_transfer and text_transfer have).")
     return model
 
 
@@ -145,7 +146,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
             check_workers_agree(strategy, run_dir, worker_name)
         with strategy.scope():
             model = build_model(app, config, splits)
-            if role.workers > 1 and isinstance(model, zoo.TransferClassifier):
+            if role.workers > 1 and isinstance(model, zoo.BackboneModel):
                 raise RunError(f"--distribute multiworker trains models from scratch; "
                                f"{config.model} has a pretrained backbone: fine-tune it with "
                                f"--distribute mirrored or none.")

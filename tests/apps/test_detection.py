@@ -178,6 +178,19 @@ def test_a_folder_without_annotations_is_a_one_line_cli_error(tmp_path, capsys):
     assert len(error.strip().splitlines()) == 1
 
 
+def test_a_backbone_without_feature_maps_to_tap_is_a_one_line_cli_error(small_scene_folder,
+                                                                        tmp_path, capsys):
+    status, _, error = cli_in_process(
+        capsys, "detection", "train", "--data", str(small_scene_folder), "--backbone",
+        "convnet", "--weights", "none", "--run-dir", str(tmp_path / "run"))
+    assert status == 2
+    assert error.strip() == (
+        "python -m apps detection train: error: --backbone convnet: dense heads tap the "
+        "feature maps of efficientnet_lite0, mobilenet_v2, efficientnet_b0, efficientnet_v2_b0, "
+        "resnet50; choose one of those, or "
+        "--backbone none to train the model's own encoder from scratch.")
+
+
 def perfect_maps(rows, grid: int, num_classes: int) -> np.ndarray:
     """The output map a perfect CenterNet gives for box `rows` [batch, boxes, 5]: the target
     heatmaps as logits, and each box's size and offset at its centre cell."""
@@ -266,6 +279,11 @@ def test_the_export_answers_final_boxes_in_the_pictures_pixels_and_predict_draws
 
     # The same boxes as the trained model's own maps, decoded and scaled to the 70 x 50 picture.
     model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras", safe_mode=False)
+    # The tiny run's encoder is the ImageNet EfficientNet-Lite0, fine-tuned in its second phase.
+    assert isinstance(model, zoo.BackboneModel) and metrics["epochs_trained"] == 2
+    imagenet = zoo.build("centernet", input_shape=(32, 32, 3), backbone="efficientnet_lite0")
+    assert not np.array_equal(model.backbone.get_layer("conv_stem").get_weights()[0],
+                              imagenet.backbone.get_layer("conv_stem").get_weights()[0])
     maps = model.predict(tf.image.resize(picture.astype("float32"), (32, 32)), verbose=0)
     expected = decode_detections(maps, len(labels), 100)
     np.testing.assert_allclose(served["boxes"][0], boxes.to_pixels(

@@ -66,7 +66,7 @@ def confident_heatmaps(model) -> None:
     last convolution raised), so its peaks score above the export's threshold: boxes to draw."""
     from zoo.detection import PRIOR
 
-    heatmaps = model.get_layer("centernet").get_layer("heatmaps")
+    heatmaps = model.get_layer("heatmaps")
     kernel, bias = heatmaps.get_weights()
     heatmaps.set_weights([kernel, bias + np.log(0.95 / 0.05) - np.log(PRIOR / (1 - PRIOR))])
 

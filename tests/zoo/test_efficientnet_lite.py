@@ -5,6 +5,7 @@ as what they show."""
 import json
 import pickle
 
+import keras
 import numpy as np
 import pytest
 
@@ -77,6 +78,32 @@ def test_the_backbone_starts_from_imagenet_in_image_transfer(classifier):
                                 classifier.get_layer(name).get_weights()):
             np.testing.assert_array_equal(ours, theirs)
     assert model.predict(np.zeros((2, 96, 96, 3), "float32"), verbose=0).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name,size,output_shape", [("unet", 48, (48, 48, 11)),
+                                                      ("centernet", 64, (16, 16, 14))])
+def test_dense_heads_tap_the_imagenet_backbone_at_four_strides(classifier, name, size,
+                                                               output_shape, tmp_path):
+    model = zoo.build(name, input_shape=(size, size, 3), backbone="efficientnet_lite0",
+                      weights="imagenet")
+    assert isinstance(model, zoo.BackboneModel)
+    assert [tuple(maps.shape[1:3]) for maps in model.backbone.outputs] == [
+        (size // stride, size // stride) for stride in (2, 4, 8, 16)]
+    for layer in ("conv_stem", "blocks_10_project_conv"):
+        for ours, theirs in zip(model.backbone.get_layer(layer).get_weights(),
+                                classifier.get_layer(layer).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert isinstance(reloaded, zoo.BackboneModel)
+    np.testing.assert_allclose(reloaded.predict(pixels, verbose=0),
+                               model.predict(pixels, verbose=0), atol=1e-5)
+    assert model.predict(pixels, verbose=0).shape == (2, *output_shape)
+    with pytest.raises(ValueError, match="backbone=convnet: dense heads tap the feature maps"):
+        zoo.build(name, input_shape=(size, size, 3), backbone="convnet", weights=None)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        zoo.build(name, input_shape=(40, 40, 3), backbone="mobilenet_v2", weights=None)
 
 
 def write_legacy_pickles(path, objects):

@@ -4,7 +4,6 @@ any size share: reading them for `predict`, decoding a `serving_bytes` batch, th
 
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 import zoo
@@ -29,17 +28,13 @@ def resized(pixels, size: int):
     return tf.image.resize(tf.cast(pixels, tf.float32), (size, size))
 
 
-def square_pixel_model(config, num_classes: int, name: str):
-    """uint8-range pixels [batch, --image-size, --image-size, 3] -> Rescaling to [0, 1] -> the zoo
-    model of `--model` at that size: the model the dense-vision apps train and export."""
-
-
+def square_pixel_model(config, num_classes: int):
+    """The zoo model of `--model` on uint8-range pixels [batch, --image-size, --image-size, 3],
+    with the `--backbone` options (apps.core.config.DensePictureConfig): the model the
+    dense-vision apps train and export."""
     size = config.image_size
-    network = zoo.build(config.model, input_shape=(size, size, 3), num_classes=num_classes,
-                        **config.model_options())
-    pixels = keras.Input(shape=(size, size, 3), name="pixels")
-    scaled = keras.layers.Rescaling(1 / 255)(pixels)
-    return keras.Model(pixels, network(scaled), name=f"{name}_{config.model}")
+    return zoo.build(config.model, input_shape=(size, size, 3), num_classes=num_classes,
+                     **config.model_options(), **config.backbone_options())
 
 
 def decode(image_bytes):
