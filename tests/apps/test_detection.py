@@ -13,12 +13,13 @@ import tensorflow as tf
 
 import zoo
 from apps import get_app
-from apps.core import DataError, resolve_config
+from apps.core import DataError, resolve_config, train
 from apps.core.outputs.detection import BOX_FORMAT, SCORE_THRESHOLD, Detection, average_precision
 from apps.core.sources import boxes, digit_scenes
 from apps.core.sources.coco import coco_splits
 from tests.conftest import (
     REPO_ROOT,
+    BackboneAfterEachFit,
     cli_in_process,
     held_out_through_every_export,
     picture_through_both_signatures,
@@ -279,11 +280,6 @@ def test_the_export_answers_final_boxes_in_the_pictures_pixels_and_predict_draws
 
     # The same boxes as the trained model's own maps, decoded and scaled to the 70 x 50 picture.
     model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras", safe_mode=False)
-    # The tiny run's encoder is the ImageNet EfficientNet-Lite0, fine-tuned in its second phase.
-    assert isinstance(model, zoo.BackboneModel) and metrics["epochs_trained"] == 2
-    imagenet = zoo.build("centernet", input_shape=(32, 32, 3), backbone="efficientnet_lite0")
-    assert not np.array_equal(model.backbone.get_layer("conv_stem").get_weights()[0],
-                              imagenet.backbone.get_layer("conv_stem").get_weights()[0])
     maps = model.predict(tf.image.resize(picture.astype("float32"), (32, 32)), verbose=0)
     expected = decode_detections(maps, len(labels), 100)
     np.testing.assert_allclose(served["boxes"][0], boxes.to_pixels(
@@ -317,6 +313,27 @@ def test_litert_detections_are_compared_as_sets_of_classes_and_boxes():
     assert Detection().litert_comparison(saved, moved, None)["detection_agreement"] == 0.5
     renamed = {**saved, "class_id": np.array([[4, 2, 3]], "int32")}
     assert Detection().litert_comparison(saved, renamed, None)["detection_agreement"] == 0.5
+
+
+@pytest.mark.full_tier  # two phases through the ImageNet EfficientNet-Lite0: about 25 s
+def test_a_pretrained_encoder_trains_frozen_then_fine_tunes_and_exports(small_scene_folder,
+                                                                        run_paths, tmp_path):
+    config = resolve_config(APP, data=str(small_scene_folder), epochs=1, image_size=32,
+                            backbone="efficientnet_lite0", fine_tune="all", fine_tune_epochs=1,
+                            model_arg=["filters=(8, 16, 32)", "head_filters=8"], **run_paths)
+    recorder = BackboneAfterEachFit()
+    metrics = train(APP, config, callbacks=(recorder,))
+    imagenet = zoo.build("centernet", input_shape=(32, 32, 3),
+                         backbone="efficientnet_lite0").backbone.get_weights()
+    assert len(recorder.weights) == 2 and metrics["epochs_trained"] == 2
+    for frozen, pretrained in zip(recorder.weights[0], imagenet):  # phase 1: the decoder only
+        np.testing.assert_array_equal(frozen, pretrained)
+    assert any(not np.array_equal(tuned, pretrained)
+               for tuned, pretrained in zip(recorder.weights[1], imagenet))
+    model = keras.saving.load_model(REPO_ROOT / config.run_dir / "model.keras", safe_mode=False)
+    assert isinstance(model, zoo.BackboneModel)
+    _, _, answers = picture_through_both_signatures(metrics["export_path"], tmp_path)
+    assert answers["pixels"]["boxes"].shape == (1, 100, 4)
 
 
 @pytest.mark.full_tier  # on the default run the floor test trains

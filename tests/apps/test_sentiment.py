@@ -12,7 +12,7 @@ import zoo
 from apps import get_app
 from apps.core import DataError, resolve_config, train
 from apps.sentiment import load_data
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, BackboneAfterEachFit
 
 APP = get_app("sentiment")
 # For tests of data mechanics: a Transformer small enough to train an epoch in a second or two.
@@ -52,19 +52,6 @@ def test_models_from_scratch_learn_the_sample(model, sample_run):
     """With the app's defaults (its --cache-features too) but 6 epochs at 1e-3."""
     _, metrics = sample_run("sentiment", model=model, epochs=6, learning_rate=1e-3)
     assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
-
-
-class BackboneAfterEachFit(keras.callbacks.Callback):
-    """The backbone's weights at the end of each fit that trains the whole model (the runner
-    keeps the best-validation weights at the end, which may be those of an earlier phase)."""
-
-    def __init__(self):
-        super().__init__()
-        self.weights = []
-
-    def on_train_end(self, logs=None):
-        if isinstance(self.model, zoo.TransferClassifier):
-            self.weights.append([weight.copy() for weight in self.model.backbone.get_weights()])
 
 
 @pytest.mark.parametrize("fine_tune,changes", [("0", False), ("all", True)])

@@ -74,7 +74,7 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints(tmp_pa
 
 
 def test_cache_features_needs_a_pretrained_backbone(run_paths):
-    with pytest.raises(RunError, match="--cache-features: model mnist_mlp has no pretrained"):
+    with pytest.raises(RunError, match="--cache-features: model mnist_mlp has no head on pooled features"):
         train(APP, resolve_config(APP, data="sample", model="mnist_mlp", cache_features=True,
                                   **run_paths))
 
