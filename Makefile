@@ -63,6 +63,8 @@ explain-examples: $(INSTALLED) browser
 	$(PYTHON) -m apps speech explain --model-dir saved_models/speech --out docs/explanations docs/explanations/yes.wav
 	$(PYTHON) -m apps vision explain --method gradcam --model-dir saved_models/vision --out docs/explanations docs/explanations/picture.png
 	$(PYTHON) -m apps sentiment explain --model-dir saved_models/sentiment --out docs/explanations docs/explanations/review.txt
+	$(PYTHON) -m apps detection explain --method gradcam --model-dir saved_models/detection --out docs/detection docs/explanations/scene.png
+	$(PYTHON) -m apps segmentation explain --method gradcam --model-dir saved_models/segmentation --out docs/segmentation docs/explanations/scene.png
 	chromium --headless --no-sandbox --hide-scrollbars --window-size=800,260 --screenshot=docs/explanations/review.png docs/explanations/1_integrated_gradients.html
 
 # EfficientNet-Lite0's ImageNet weights on scikit-image's photographs: the README's top-3 table,

@@ -24,10 +24,16 @@ import tensorflow as tf
 import zoo
 from apps.core import App, DataError, DataSplits, Signature, option
 from apps.core.config import DensePictureConfig
-from apps.core.outputs.detection import Detection, served_detections
+from apps.core.explain import Explanation
+from apps.core.outputs.detection import Detection, best_detection, served_detections
 from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.coco import coco_splits
-from apps.core.sources.images import decoded_at_first_size, read_pictures, resized, square_pixel_model
+from apps.core.sources.images import (
+    decoded_at_first_size,
+    model_sized,
+    read_pictures,
+    square_pixel_model,
+)
 from apps.core.sources.voc import voc_splits
 
 
@@ -62,7 +68,7 @@ def build_model(config, splits: DataSplits) -> keras.Model:
 def detect(model, pixels, labels) -> dict:
     """The export's answer: the model on the pictures resized to its size, decoded into boxes in
     the pictures' own pixels."""
-    maps = model(resized(pixels, model.input_shape[1]), training=False)
+    maps = model(model_sized(pixels, model), training=False)
     return served_detections(maps, labels, tf.shape(pixels)[1], tf.shape(pixels)[2])
 
 
@@ -82,7 +88,8 @@ APP = App(
     loss=zoo.CenterNetLoss(),
     metrics=(),
     signatures={"serving_default": Signature(
-        tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"), outputs=detect,
+        tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"),
+        to_model_input=model_sized, outputs=detect,
         with_labels=True,
         description="pixels of any size -> `boxes` in those pixels, `scores`, `class_id`, "
                     "`class_name`, `num_detections`"),
@@ -91,6 +98,8 @@ APP = App(
             with_labels=True,
             description="JPEG/PNG/GIF/BMP bytes -> the same, in the (first) picture's pixels")},
     read_inputs=read_pictures,
+    explanation=Explanation(target=best_detection, activation=tf.sigmoid,
+                            subject="the best detection, {name} at {score:.2f}"),
     config_class=DetectionConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the data's classes",
                        "backbone": "--backbone", "weights": "--weights"},

@@ -22,9 +22,15 @@ import tensorflow as tf
 
 from apps.core import App, DataError, DataSplits, Signature, option
 from apps.core.config import DensePictureConfig
-from apps.core.outputs.segmentation import Segmentation
+from apps.core.explain import Explanation
+from apps.core.outputs.segmentation import Segmentation, most_predicted_object_class
 from apps.core.sources import digit_scenes, generated_once, resolve_source
-from apps.core.sources.images import decoded_at_first_size, read_pictures, resized, square_pixel_model
+from apps.core.sources.images import (
+    decoded_at_first_size,
+    model_sized,
+    read_pictures,
+    square_pixel_model,
+)
 from apps.core.sources.masks import mask_folder_splits
 
 
@@ -59,7 +65,7 @@ def build_model(config, splits: DataSplits) -> keras.Model:
 def segment(model, pixels) -> dict:
     """The export's answer at the picture's own size: the probabilities resized back
     (bilinearly, as probabilities may be), then the argmax."""
-    probabilities = model(resized(pixels, model.input_shape[1]), training=False)
+    probabilities = model(model_sized(pixels, model), training=False)
     probabilities = tf.image.resize(probabilities, tf.shape(pixels)[1:3])
     return {"mask": tf.cast(tf.argmax(probabilities, axis=-1), tf.uint8),
             "probabilities": probabilities}
@@ -82,12 +88,15 @@ APP = App(
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
     signatures={"serving_default": Signature(
-        tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"), outputs=segment,
+        tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"),
+        to_model_input=model_sized, outputs=segment,
         description="pixels of any size -> `mask` of class ids at that size, `probabilities`"),
         "serving_bytes": Signature(
             tf.TensorSpec([None], tf.string, "image_bytes"), outputs=segment_bytes,
             description="JPEG/PNG/GIF/BMP bytes -> the same, at the (first) picture's size")},
     read_inputs=read_pictures,
+    explanation=Explanation(target=most_predicted_object_class,
+                            subject="the pixels predicted as {name}, mean probability {score:.2f}"),
     config_class=SegmentationConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the masks' classes",
                        "backbone": "--backbone", "weights": "--weights"},

@@ -44,7 +44,8 @@ def top_classes(model, photos: dict, top: int = 3) -> dict:
 def draw_gradcam(model, photo: np.ndarray, label: str, path: Path) -> None:
     to_maps, from_maps = explain.split_at(model, zoo.GRADCAM_LAYER)
     pixels = tf.constant(photo[None].astype("float32"))
-    maps = explain.per_position(explain.gradcam(to_maps, from_maps, pixels), pixels)
+    maps = explain.per_position(
+        explain.gradcam(to_maps, from_maps, pixels, explain.Explanation()), pixels)
     plots.plot_attribution(photo, maps.numpy()[0], f"Grad-CAM for {label!r}", path)
 
 

@@ -132,13 +132,9 @@ def serve_in_separate_process(export_dir, raw_inputs, tmp_path, signatures=("ser
                                     for signature in signatures}, tmp_path)
 
 
-def held_out_through_every_export(app_name: str, config, metrics, tmp_path, capsys,
-                                  predict_options=(), count: int = 64) -> dict:
-    """The first `count` held-out pictures of a dense-vision run through its export every way a
-    user has: `saved`, the SavedModel's serving_default on them as one batch (in the
-    export-calling process); `predicted`, the JSON lines of `predict` on them as PNG files (with
-    `predict_options`); and `litert` {quantize: report} of `export-litert` float16 and dynamic
-    range, which compares them with the SavedModel picture by picture. Also `pictures`."""
+def held_out_pictures(app_name: str, config, count: int, tmp_path) -> tuple:
+    """The first `count` held-out pictures of a dense-vision app's data [count, h, w, 3], and
+    the paths of their PNG copies in tmp_path/held_out/."""
     import tensorflow as tf
 
     from apps import get_app
@@ -149,6 +145,17 @@ def held_out_through_every_export(app_name: str, config, metrics, tmp_path, caps
     paths = [tmp_path / "held_out" / f"{index:02d}.png" for index in range(len(pictures))]
     for path, picture in zip(paths, pictures):
         path.write_bytes(tf.io.encode_png(picture).numpy())
+    return pictures, paths
+
+
+def held_out_through_every_export(app_name: str, config, metrics, tmp_path, capsys,
+                                  predict_options=(), count: int = 64) -> dict:
+    """The first `count` held-out pictures of a dense-vision run through its export every way a
+    user has: `saved`, the SavedModel's serving_default on them as one batch (in the
+    export-calling process); `predicted`, the JSON lines of `predict` on them as PNG files (with
+    `predict_options`); and `litert` {quantize: report} of `export-litert` float16 and dynamic
+    range, which compares them with the SavedModel picture by picture. Also `pictures`."""
+    pictures, paths = held_out_pictures(app_name, config, count, tmp_path)
     saved = serve_in_separate_process(metrics["export_path"], pictures, tmp_path)
     capsys.readouterr()
     status, output, error = cli_in_process(
@@ -196,7 +203,9 @@ def run_paths(tmp_path):
 # Explanations (the export's explain signatures, the report's figures) are made in the runs the
 # tests check them in: the default runs whose faithfulness floors are checked, and the tiny runs
 # of the end-to-end test; the other runs skip them (--explain-examples 0).
-EXPLAINED_DEFAULT_RUNS = {"mnist": 100, "sentiment": 8, "speech": 8}
+# (For segmentation and detection, whose reports measure no explanations, only the signatures.)
+EXPLAINED_DEFAULT_RUNS = {"mnist": 100, "sentiment": 8, "speech": 8, "segmentation": 1,
+                          "detection": 1}
 
 # The tiny configuration of each app for tests of mechanics (the fast tier): a few hundred
 # examples, one epoch, small models; seconds each. Sentiment's uses a one-layer BERT preset

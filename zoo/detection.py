@@ -18,6 +18,7 @@ from keras import layers, ops
 
 from zoo.backbones import image_pyramid
 from zoo.cnn import conv_bn_relu
+from zoo.outputs import gradcam_maps
 from zoo.registry import register_model
 from zoo.transfer import BackboneModel
 
@@ -35,7 +36,8 @@ def centernet(input_shape=(96, 96, 3), num_classes=10, filters=(32, 64, 128), he
     a conv-BN-relu (down to 1/2 ** len(filters) of the input), the deepest level's features
     refined twice more, then up (2x nearest, concatenated with the encoder's level of that size,
     conv-BN-relu) to a quarter of the input; three heads (heatmaps, sizes, offsets), each a 3x3
-    conv-relu then a 1x1 conv, concatenated into the output map.
+    conv-relu then a 1x1 conv, concatenated into the output map (the heads' input is named for
+    Grad-CAM).
 
     `backbone` (a name in zoo.backbones.PYRAMID_LAYERS, with its `weights`: imagenet, None or a
     weights file): the encoder is that pretrained network instead; from its map at 1/16, up to
@@ -64,6 +66,7 @@ def centernet(input_shape=(96, 96, 3), num_classes=10, filters=(32, 64, 128), he
         for level_filters, skip in zip(reversed(filters[1:-1]), reversed(skips[1:-1])):
             x = layers.UpSampling2D(2)(x)
             x = conv_bn_relu(layers.Concatenate()([x, skip]), level_filters)
+    x = gradcam_maps(x)
     prior_bias = keras.initializers.Constant(-math.log((1 - PRIOR) / PRIOR))
     heads = []
     for name, channels, bias in (("heatmaps", num_classes, prior_bias), ("sizes", 2, "zeros"),

@@ -5,7 +5,7 @@ from keras import layers
 
 from zoo.backbones import image_pyramid
 from zoo.cnn import conv_bn_relu
-from zoo.outputs import classification_output
+from zoo.outputs import classification_output, gradcam_maps
 from zoo.registry import register_model
 from zoo.transfer import BackboneModel
 
@@ -19,7 +19,8 @@ def unet(input_shape=(96, 96, 3), num_classes=11, filters=(16, 32, 64, 128), dro
     """U-Net (Ronneberger et al., 2015), narrow: each level of the encoder is conv-BN-relu twice
     then 2x2 max pooling; each level of the decoder a 2x transposed convolution, concatenated with
     the encoder's features of that size (the skip connection), then conv-BN-relu twice; a softmax
-    over `num_classes` per pixel, at the input's size. `dropout_rate` drops features at the
+    over `num_classes` per pixel, at the input's size (its input, the last features, named for
+    Grad-CAM). `dropout_rate` drops features at the
     bottleneck.
 
     `backbone` (a name in zoo.backbones.PYRAMID_LAYERS, with its `weights`: imagenet, None or a
@@ -51,7 +52,9 @@ def unet(input_shape=(96, 96, 3), num_classes=11, filters=(16, 32, 64, 128), dro
         x = layers.Concatenate()([x, skip])
         x = conv_bn_relu(conv_bn_relu(x, level_filters), level_filters)
     if backbone is None:
-        return keras.Model(inputs, classification_output(num_classes)(x), name="unet")
+        return keras.Model(inputs, classification_output(num_classes)(gradcam_maps(x)),
+                           name="unet")
     x = layers.Conv2DTranspose(filters[0], 2, strides=2, padding="same")(x)  # 1/2 -> the input
     x = conv_bn_relu(x, filters[0])
-    return BackboneModel(inputs, classification_output(num_classes)(x), name="unet")
+    return BackboneModel(inputs, classification_output(num_classes)(gradcam_maps(x)),
+                         name="unet")

@@ -51,11 +51,20 @@ class Explanation:
     baseline: str = "zeros"
     served_input: Callable[[Any], np.ndarray] | None = None
     token_strings: Callable[[Any, tf.Tensor], tf.Tensor] | None = None
+    target: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None
+    activation: Callable[[tf.Tensor], tf.Tensor] | None = None
+    subject: str = ""
 
     # `served_input`: one item of the app's `read_inputs` -> `serving_default`'s raw input, where
     # the two differ (vision reads image bytes; its explanations are on the decoded pixels).
     # `token_strings(model, raw)`: for text, the tokens [batch, steps] of each input ("" for
     # padding); attributions are then one per token, on the embeddings of the layer `layer`.
+    # `target(outputs)`: for models that are not classifiers, what is explained, chosen from the
+    # model's outputs on the input itself: (weights of the outputs' shape, the class explained
+    # [batch]); the explained score is the sum of the weighted outputs (after `activation`,
+    # e.g. a sigmoid on logits), and the signatures answer `explained_class` and
+    # `explained_score` instead of `probabilities`. None: the predicted class's probability.
+    # `subject`: how `explain` titles it, formatted with `name` (the class) and `score`.
 
 
 def _find_layer(model, name: str):
@@ -107,10 +116,27 @@ def _predicted_probability(probabilities):
     return tf.gather(probabilities, predicted, batch_dims=1), predicted
 
 
-def saliency(classify, inputs):
+def explained_target(explanation: Explanation, outputs):
+    """(weights [outputs' shape], class [batch]) of what is explained, from the outputs on the
+    input itself: the app's `target`, or the predicted class (one-hot)."""
+    if explanation.target:
+        weights, explained = explanation.target(outputs)
+        return tf.stop_gradient(weights), explained
+    predicted = tf.argmax(outputs, axis=-1)
+    return tf.one_hot(predicted, tf.shape(outputs)[-1], dtype=outputs.dtype), predicted
+
+
+def explained_score(explanation: Explanation, outputs, weights):
+    """[batch]: the weighted sum of the (activated) outputs, the number attributions explain."""
+    activated = explanation.activation(outputs) if explanation.activation else outputs
+    return tf.reduce_sum(tf.reshape(activated * weights, [tf.shape(weights)[0], -1]), axis=1)
+
+
+def saliency(classify, inputs, explanation: Explanation):
+    weights, _ = explained_target(explanation, classify(inputs))
     with tf.GradientTape() as tape:
         tape.watch(inputs)
-        score, _ = _predicted_probability(classify(inputs))
+        score = explained_score(explanation, classify(inputs), weights)
     return tape.gradient(score, inputs)
 
 
@@ -124,9 +150,11 @@ def _mean_over_path(gradient_sum, steps: int = PATH_STEPS):
     return tf.reduce_sum(sums, axis=0) / steps
 
 
-def integrated_gradients(classify, inputs, baseline):
-    """(input - baseline) times the gradient averaged along the straight path (midpoint sum)."""
-    _, predicted = _predicted_probability(classify(inputs))
+def integrated_gradients(classify, inputs, baseline, explanation: Explanation):
+    """(input - baseline) times the gradient averaged along the straight path (midpoint sum) of
+    the score of what is explained at the input (the same class, pixels or peak all along)."""
+    weights, _ = explained_target(explanation, classify(inputs))
+    path_weights = tf.repeat(weights, PATH_CHUNK, axis=0)
     broadcast = tf.concat([[1, -1], tf.ones([tf.rank(inputs) - 1], tf.int32)], axis=0)
 
     def gradient_sum(alphas):
@@ -134,20 +162,20 @@ def integrated_gradients(classify, inputs, baseline):
         flat_path = tf.reshape(path, tf.concat([[-1], tf.shape(inputs)[1:]], axis=0))
         with tf.GradientTape() as tape:
             tape.watch(flat_path)
-            score = tf.gather(classify(flat_path), tf.repeat(predicted, PATH_CHUNK),
-                              batch_dims=1)
+            score = explained_score(explanation, classify(flat_path), path_weights)
         gradients = tf.reshape(tape.gradient(score, flat_path), tf.shape(path))
         return tf.reduce_sum(gradients, axis=1)
 
     return (inputs - baseline) * _mean_over_path(gradient_sum)
 
 
-def gradcam(to_maps, from_maps, inputs):
+def gradcam(to_maps, from_maps, inputs, explanation: Explanation):
     """Grad-CAM at the maps [batch, h', w', k] (or [batch, steps, k]); [batch, h', w'] map."""
     maps = to_maps(inputs)
+    weights, _ = explained_target(explanation, from_maps(maps))
     with tf.GradientTape() as tape:
         tape.watch(maps)
-        score, _ = _predicted_probability(from_maps(maps))
+        score = explained_score(explanation, from_maps(maps), weights)
     gradients = tape.gradient(score, maps)
     axes = list(range(1, len(maps.shape) - 1))
     weights = tf.reduce_mean(gradients, axis=axes, keepdims=True)
@@ -209,25 +237,33 @@ def _explain_tokens(model, explanation: Explanation, raw, method: str) -> dict:
 
 
 def explain(model, explanation: Explanation, to_model_input, raw, method: str) -> dict:
-    """`attributions` [batch, h, w] (or [batch, tokens] with the `tokens`) and `probabilities`
-    of `method` for a batch of raw input."""
+    """`attributions` [batch, h, w] (or [batch, tokens] with the `tokens`) of `method` for a
+    batch of raw input, and `probabilities` (a classifier's) or `explained_class` and
+    `explained_score` (an app's `target`)."""
     if explanation.token_strings:
         return _explain_tokens(model, explanation, to_model_input(raw, model), method)
     to_inputs, classify = classifier_parts(model, explanation, to_model_input)
     inputs = to_inputs(raw)
     if method == "saliency":
-        attributions = saliency(classify, inputs)
+        attributions = saliency(classify, inputs, explanation)
     elif method == "integrated_gradients":
         baseline = tf.zeros_like(inputs)
         if explanation.baseline == "minimum":
             baseline += tf.reduce_min(inputs, axis=tf.range(1, tf.rank(inputs)), keepdims=True)
-        attributions = integrated_gradients(classify, inputs, baseline)
+        attributions = integrated_gradients(classify, inputs, baseline, explanation)
     else:
         to_maps, from_maps = split_at(model, zoo.GRADCAM_LAYER)
         attributions = gradcam(to_maps, from_maps,
-                               to_model_input(raw if explanation.layer else inputs, model))
-    outputs = {"attributions": per_position(attributions, inputs),
-               "probabilities": classify(inputs)}
+                               to_model_input(raw if explanation.layer else inputs, model),
+                               explanation)
+    outputs = {"attributions": per_position(attributions, inputs)}
+    model_outputs = classify(inputs)
+    if explanation.target:
+        weights, explained = explained_target(explanation, model_outputs)
+        outputs.update(explained_class=tf.cast(explained, tf.int32),
+                       explained_score=explained_score(explanation, model_outputs, weights))
+    else:
+        outputs["probabilities"] = model_outputs
     if explanation.layer:  # what the attributions are on, for drawing them (a spectrogram)
         outputs["explained_input"] = per_position(inputs, inputs)
     return outputs

@@ -23,7 +23,9 @@ from apps.core.outputs.classification import worst_mistakes
 
 def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir: Path) -> None:
     """Runs the export's signature for `method` on each input file and draws its map over the
-    input (images) or its spectrogram (speech) into `out_dir`; prints one JSON line per file."""
+    input (images) or its spectrogram (speech) into `out_dir`; prints one JSON line per file:
+    the class and probability explained (and the runner-up), or an app's own target's class
+    and score."""
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
 
     from apps.core.errors import RunError
@@ -44,6 +46,15 @@ def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir
         outputs = {key: value.numpy()[0]
                    for key, value in signature(**{input_name: tf.constant(np.asarray([raw]))})
                    .items()}
+        if "probabilities" not in outputs:  # an app's own target (a region, a detection)
+            name, score = class_names[outputs["explained_class"]], outputs["explained_score"]
+            path = out_dir / f"{Path(source).stem}_{method}.png"
+            plots.plot_attribution(raw, outputs["attributions"], f"{Path(source).name}: "
+                                   f"{app.explanation.subject.format(name=name, score=score)} "
+                                   f"({method})", path)
+            print(json.dumps({"input": source, "class": name, "score": round(float(score), 4),
+                              "out": str(path)}))
+            continue
         first, second = np.argsort(-outputs["probabilities"])[:2]
         if "tokens" in outputs:
             shown, path = str(item)[:80], out_dir / f"{number}_{method}.html"

@@ -196,7 +196,7 @@ def finish_run(app: App, config, model, splits, sizes: dict, run_dir: Path, test
     if app.extra_report:
         metrics.update(app.extra_report(model, splits, run_dir, config, predictions))
     explained = config.explain_examples > 0
-    if app.explanation and explained:
+    if app.explanation and explained and app.output.classifier:  # its checks need true classes
         metrics.update(explain_report.report_explanations(
             app, model, splits, predictions, run_dir, lambda: build_model(app, config, splits),
             config.explain_examples))

@@ -85,9 +85,10 @@ def server(tmp_path_factory):
                      explained=False)
     export_untrained("forecast", root, context={"series": np.arange(60, dtype="float32")},
                      facts={"split_steps": [40, 50]}, model_arg=["units=8"])
-    export_untrained("segmentation", root, image_size=16, model_arg=["filters=(4, 8)"])
-    export_untrained("detection", root, adjust=confident_heatmaps, image_size=16,
-                     model_arg=["filters=(4, 8)", "head_filters=4"])
+    export_untrained("segmentation", root, explained=False, image_size=16,
+                     model_arg=["filters=(4, 8)"])
+    export_untrained("detection", root, explained=False, adjust=confident_heatmaps,
+                     image_size=16, model_arg=["filters=(4, 8)", "head_filters=4"])
     write_half_plus_three(root / "half_plus_three" / "123")
     port = free_ports(1)[0]
     process = subprocess.Popen(

@@ -37,6 +37,18 @@ def served_detections(maps, labels, height, width) -> dict:
                                                     tf.int32), axis=1)}
 
 
+def best_detection(maps) -> tuple:
+    """What `explain` explains in a detection: the best detection's peak, its class's heatmap
+    logit at its cell (weighing 1; the score is its probability once `tf.sigmoid` is applied),
+    and its class [batch]."""
+    classes = maps.shape[-1] - 4
+    heat = maps[..., :classes]
+    flat = tf.reshape(heat, [tf.shape(heat)[0], -1])
+    best = tf.argmax(flat, axis=-1)
+    peak = tf.reshape(tf.one_hot(best, tf.shape(flat)[1], dtype=maps.dtype), tf.shape(heat))
+    return tf.pad(peak, [[0, 0], [0, 0], [0, 0], [0, 4]]), tf.cast(best % classes, tf.int32)
+
+
 def _coco_images_and_boxes(truth: np.ndarray, width: int, height: int) -> dict:
     """COCO's ground-truth dataset for pictures whose box rows are `truth` [n, boxes, 5]."""
     annotations = []

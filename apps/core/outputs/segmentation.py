@@ -44,6 +44,17 @@ def scene_object_iou(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return np.where(union > 0, right / np.maximum(union, 1), 1.0)
 
 
+def most_predicted_object_class(probabilities) -> tuple:
+    """What `explain` explains in a segmentation: the pixels predicted as the object class that
+    covers most of the picture, each weighing 1 / their count (the score is their mean
+    probability of that class), and that class [batch]."""
+    classes = tf.shape(probabilities)[-1]
+    predicted = tf.one_hot(tf.argmax(probabilities, axis=-1), classes, dtype=probabilities.dtype)
+    chosen = tf.argmax(tf.reduce_sum(predicted, axis=[1, 2])[:, 1:], axis=-1) + 1
+    pixels = predicted * tf.one_hot(chosen, classes, dtype=probabilities.dtype)[:, None, None]
+    return pixels / tf.maximum(1.0, tf.reduce_sum(pixels, axis=[1, 2, 3], keepdims=True)), chosen
+
+
 def palette(class_count: int) -> np.ndarray:
     """uint8 [class_count, 3]: a distinct colour per class, black for the background."""
     import matplotlib

@@ -28,6 +28,11 @@ def resized(pixels, size: int):
     return tf.image.resize(tf.cast(pixels, tf.float32), (size, size))
 
 
+def model_sized(pixels, model):
+    """Pixels of any size -> `resized` to the square input of `model` (a dense-vision app's)."""
+    return resized(pixels, model.input_shape[1])
+
+
 def square_pixel_model(config, num_classes: int):
     """The zoo model of `--model` on uint8-range pixels [batch, --image-size, --image-size, 3],
     with the `--backbone` options (apps.core.config.DensePictureConfig): the model the
