@@ -135,7 +135,10 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
 
     model = keras.saving.load_model(run_dir / "model.keras", safe_mode=False)
     expected_output = model.predict(model_input, verbose=0)
-    signatures = ("serving_default", "explain") if app.explanation else ("serving_default",)
+    # A classifier's explanations are checked here on its tiny run; segmentation's, on a region
+    # of its own, on its default run (tests/apps/test_segmentation.py).
+    explained_classes = bool(app.explanation) and app.output.classifier
+    signatures = ("serving_default", "explain") if explained_classes else ("serving_default",)
     called = serve_in_separate_process(metrics["export_path"], raw, tmp_path, signatures)
     served = called["serving_default"]
     np.testing.assert_allclose(served[app.output.model_output_name], expected_output, rtol=1e-4,
@@ -147,11 +150,11 @@ def test_sample_trains_reports_exports_and_serves_raw_input(app_run, tmp_path, c
         assert [label.decode() for label in served["class_name"]] == [
             labels[index] for index in expected_output.argmax(axis=1)]
 
-    if app.explanation:  # the report's figures, for each method, on the tiny run's examples
+    if explained_classes:  # the report's figures, for each method, on the tiny run's examples
         assert set(metrics["explanations"]) == set(methods_for(model))
         assert metrics["explained_examples"] == config.explain_examples
 
-    if app.explanation:  # the explain signature: same raw input, maps on its own grid
+    if explained_classes:  # the explain signature: same raw input, maps on its own grid
         explained = called["explain"]
         np.testing.assert_allclose(explained["probabilities"], expected_output, rtol=1e-4,
                                    atol=1e-5)
