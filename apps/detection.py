@@ -3,7 +3,8 @@ inside the export.
 
 Data: a COCO-format folder (`annotations/instances_<part>.json` and the pictures) or a Pascal
 VOC folder (`Annotations/*.xml` and `JPEGImages/`), bad boxes, unknown categories and missing
-pictures skipped, counted and named: `--data PATH`; offline by
+pictures skipped, counted and named: `--data PATH`; or a TFDS detection dataset, `--data tfds
+--dataset voc/2007` (or coco/2017, ...; apps.core.sources.tfds_dense); offline by
 default, scenes of the shipped MNIST digits on paper with each digit's tight box
 (`apps.core.sources.digit_scenes`, composed once in seconds, the segmentation app's scenes): ten
 classes, the digits. Pictures are resized to `--image-size` squares; boxes are kept relative to
@@ -22,7 +23,7 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import App, DataError, DataSplits, Signature, option
+from apps.core import App, DataSplits, Signature, option
 from apps.core.config import DensePictureConfig
 from apps.core.explain import Explanation
 from apps.core.outputs.detection import Detection, best_detection, served_detections
@@ -34,6 +35,7 @@ from apps.core.sources.images import (
     read_pictures,
     square_pixel_model,
 )
+from apps.core.sources.tfds_dense import tfds_box_splits
 from apps.core.sources.voc import voc_splits
 
 
@@ -42,6 +44,9 @@ class DetectionConfig(DensePictureConfig):
     image_size: int = option(64, "pictures are resized to this square size inside the model "
                                  "(divisible by 8 for the default centernet); the export "
                                  "answers in each picture's own pixels")
+    dataset: str = option("voc/2007", "TFDS dataset for --data tfds: voc/2007, voc/2012, "
+                                      "coco/2017, or another whose objects have a bbox and a "
+                                      "label")
 
 
 def load_data(config) -> DataSplits:
@@ -52,8 +57,8 @@ def load_data(config) -> DataSplits:
         return coco_splits(folder, config.image_size, config.seed, reason,
                            f"generated digit scenes sample {folder} ({reason})")
     if source == "tfds":
-        raise DataError("--data tfds: the detection app reads no TFDS dataset yet; give "
-                        "--data PATH to a COCO or Pascal VOC folder, or --data sample.")
+        return tfds_box_splits(config.dataset, config.image_size,
+                               f"TFDS {config.dataset} ({reason})")
     folder = Path(source)
     if (folder / "Annotations").is_dir() and not (folder / "annotations").is_dir():
         return voc_splits(folder, config.image_size, config.seed, reason)

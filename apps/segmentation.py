@@ -2,9 +2,10 @@
 
 Data: a local folder of `images/` and `masks/` (PNG index masks, same names; optionally inside
 train/ and test/, with `classes.txt`): `--data PATH`, checked pair by pair (bad pairs skipped,
-counted and named); offline by default, scenes of the shipped MNIST digits on paper with their
-masks (`apps.core.sources.digit_scenes`, composed once in seconds): 11 classes, the background
-and the ten digits. Pictures are resized bilinearly to `--image-size`, masks with nearest
+counted and named), or `--data tfds` for TFDS's oxford_iiit_pet (background, pet, outline);
+offline by default, scenes of the shipped MNIST digits on paper with their masks
+(`apps.core.sources.digit_scenes`, composed once in seconds): 11 classes, the background and the
+ten digits. Pictures are resized bilinearly to `--image-size`, masks with nearest
 neighbour only.
 Default model: `unet` trained from scratch.
 Export: `serving_default(pixels: uint8 [batch, height, width, 3], any size)` -> `mask` uint8
@@ -20,7 +21,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from apps.core import App, DataError, DataSplits, Signature, option
+from apps.core import App, DataSplits, Signature, option
 from apps.core.config import DensePictureConfig
 from apps.core.explain import Explanation
 from apps.core.outputs.segmentation import Segmentation, most_predicted_object_class
@@ -32,6 +33,7 @@ from apps.core.sources.images import (
     square_pixel_model,
 )
 from apps.core.sources.masks import mask_folder_splits
+from apps.core.sources.tfds_dense import tfds_mask_splits
 
 
 @dataclasses.dataclass
@@ -42,6 +44,8 @@ class SegmentationConfig(DensePictureConfig):
     image_size: int = option(48, "pictures are resized to this square size inside the model "
                                  "(divisible by 8 for the default unet); the export answers at "
                                  "each picture's own size")
+    dataset: str = option("oxford_iiit_pet", "TFDS dataset for --data tfds: oxford_iiit_pet "
+                                             "(pets, their outlines and the background)")
 
 
 def load_data(config) -> DataSplits:
@@ -52,8 +56,8 @@ def load_data(config) -> DataSplits:
         return mask_folder_splits(folder, config.image_size, config.seed, reason,
                                   f"generated digit scenes sample {folder} ({reason})")
     if source == "tfds":
-        raise DataError("--data tfds: the segmentation app reads no TFDS dataset yet; give "
-                        "--data PATH to a folder of images/ and masks/, or --data sample.")
+        return tfds_mask_splits(config.dataset, config.image_size,
+                                f"TFDS {config.dataset} ({reason})")
     return mask_folder_splits(Path(source), config.image_size, config.seed, reason)
 
 

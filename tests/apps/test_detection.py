@@ -170,6 +170,44 @@ def test_pascal_voc_folders_are_read_with_the_same_checks(tmp_path, capsys):
     np.testing.assert_allclose(test_rows, [[0, 0, 0, 1, 1]])  # the difficult cat left out
 
 
+def voc_like_examples(*args, **kwargs):
+    """Six TFDS `voc/2007` examples of one picture with three objects: a box to keep, a
+    difficult one and one without area (TFDS's mock data draws each field's length apart)."""
+    count = 6
+    return tf.data.Dataset.from_tensor_slices({
+        "image": np.full((count, 40, 60, 3), 120, np.uint8),
+        "image/filename": np.array([b"0.jpg"] * count),
+        "labels": np.zeros((count, 1), np.int64),
+        "labels_no_difficult": np.zeros((count, 1), np.int64),
+        "objects": {
+            "bbox": np.tile(np.array([[0.1, 0.2, 0.5, 0.6], [0.3, 0.3, 0.9, 0.9],
+                                      [0.4, 0.4, 0.4, 0.7]], np.float32), (count, 1, 1)),
+            "is_difficult": np.tile([False, True, False], (count, 1)),
+            "is_truncated": np.zeros((count, 3), bool),
+            "label": np.tile(np.array([3, 5, 7], np.int64), (count, 1)),
+            "pose": np.zeros((count, 3), np.int64)}})
+
+
+def test_tfds_detection_datasets_train_with_their_boxes_converted(run_paths):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=6, as_dataset_fn=voc_like_examples):
+        config = resolve_config(APP, data="tfds", dataset="voc/2007", image_size=32, epochs=1,
+                                batch_size=4, model_arg=["filters=(8, 16, 32)", "head_filters=8"],
+                                **run_paths)
+        splits = APP.load_data(config)
+        pictures, rows = next(iter(splits.train.batch(6)))
+        metrics = train(APP, config)
+    assert splits.class_names[:3] == ["aeroplane", "bicycle", "bird"]
+    assert len(splits.class_names) == 20
+    assert pictures.shape == (6, 32, 32, 3) and pictures.dtype == tf.uint8
+    # TFDS's relative (y_min, x_min, y_max, x_max) -> the code's (x_min, y_min, x_max, y_max);
+    # the difficult box and the one without area left out; padded to 100 rows.
+    np.testing.assert_allclose(rows[:, 0], [[3, 0.2, 0.1, 0.6, 0.5]] * 6)
+    assert rows.shape == (6, 100, 5) and (rows[:, 1:, 0] == -1).numpy().all()
+    assert metrics["data_source"] == "TFDS voc/2007 (--data tfds)" and "map_50" in metrics
+
+
 def test_a_folder_without_annotations_is_a_one_line_cli_error(tmp_path, capsys):
     (tmp_path / "pictures").mkdir()
     status, _, error = cli_in_process(capsys, "detection", "train", "--data",

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import zoo
 from apps import get_app
-from apps.core import DataError
+from apps.core import DataError, resolve_config
 from apps.core.outputs.segmentation import iou_report, scene_object_iou
 from apps.core.sources import digit_scenes
 from apps.core.sources.masks import mask_folder_splits, resized_mask
@@ -64,6 +64,28 @@ def write_pairs(folder, count, size=(40, 30), classes=3):
         mask = rng.integers(0, classes, (*size, 1), dtype=np.uint8)
         (folder / "images" / f"{index}.png").write_bytes(tf.io.encode_png(picture).numpy())
         (folder / "masks" / f"{index}.png").write_bytes(tf.io.encode_png(mask).numpy())
+
+
+def test_oxford_pets_trimaps_become_background_pet_and_outline_classes():
+    import tensorflow_datasets as tfds
+
+    trimap = np.array([[1, 2, 3, 2]] * 4, np.uint8)[..., None]  # 1 pet, 2 background, 3 outline
+
+    def pets(*args, **kwargs):
+        return tf.data.Dataset.from_tensor_slices({
+            "image": np.zeros((3, 4, 4, 3), np.uint8), "segmentation_mask": np.stack([trimap] * 3),
+            "file_name": np.array([b"cat.jpg"] * 3), "label": np.zeros(3, np.int64),
+            "species": np.zeros(3, np.int64), "head_bbox": np.zeros((3, 4), np.float32)})
+
+    with tfds.testing.mock_data(num_examples=3, as_dataset_fn=pets):
+        splits = APP.load_data(resolve_config(APP, data="tfds", image_size=8))
+        _, masks = next(iter(splits.test.batch(3)))
+    assert splits.class_names == ["background", "pet", "outline"]
+    assert splits.source == "TFDS oxford_iiit_pet (--data tfds)"
+    np.testing.assert_array_equal(masks[0], np.repeat(np.repeat([[1, 0, 2, 0]] * 4, 2, 0), 2, 1))
+    with pytest.raises(DataError, match="--dataset voc/2007: the segmentation app reads the "
+                                         "TFDS datasets oxford_iiit_pet; give --data PATH"):
+        APP.load_data(resolve_config(APP, data="tfds", dataset="voc/2007"))
 
 
 def test_bad_pairs_are_skipped_counted_and_named(tmp_path, capsys):

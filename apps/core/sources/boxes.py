@@ -1,7 +1,8 @@
 """The one box format inside the code: (x_min, y_min, x_max, y_max) relative to the picture's width
 and height, so resizing a picture never changes its boxes. Every other format is converted here, at
 the boundaries: COCO's (x, y, width, height) in pixels (its annotation files and pycocotools),
-Pascal VOC's 1-based pixel corners (its XML files), and the export's corners in the input's pixels.
+Pascal VOC's 1-based pixel corners (its XML files), TFDS's relative (y_min, x_min, y_max, x_max),
+and the export's corners in the input's pixels.
 
 A picture's boxes travel as rows (class id, x_min, y_min, x_max, y_max), padded to a fixed count
 with rows of class id -1 (`padded`), so a batch of pictures with different counts has one shape.
@@ -43,6 +44,12 @@ def from_voc(boxes, width, height) -> np.ndarray:
     x_min, y_min, x_max, y_max = np.asarray(boxes, "float64").reshape(-1, 4).T
     return np.stack([(x_min - 1) / width, (y_min - 1) / height, x_max / width, y_max / height],
                     axis=-1)
+
+
+def from_tfds(boxes):
+    """TFDS's BBoxFeature [..., 4] (y_min, x_min, y_max, x_max), relative -> relative corners;
+    NumPy arrays or tensors (TFDS pipelines), answered as a tensor."""
+    return tf.gather(boxes, [1, 0, 3, 2], axis=-1)
 
 
 def to_pixels(boxes, width, height):
