@@ -4,9 +4,10 @@ A is the code a user would copy (`bench.references`, written as its source write
 `python -m apps <app> train` with the app's defaults (and the model raced). Both train on the
 same data (the app's own splits of its shipped or generated sample) on this machine, and are
 scored on the same held-out test split after every epoch. A and B runs alternate. For each pair,
-the target is A's final test quality (accuracy, or MAE for the forecaster); each side's
-time-to-target is its wall time from the start (data loading, model building, every callback,
-validation, both phases) to the end of the first epoch whose test quality reaches the target,
+the target is A's final test quality (accuracy, MAE for the forecaster, mean IoU for
+segmentation); each side's time-to-target is its wall time from the start (data loading, model
+building, every callback, validation, both phases) to the end of the first epoch whose test
+quality reaches the target,
 the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
 
     python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...] [--option KEY=VALUE]
@@ -31,6 +32,7 @@ import tensorflow as tf
 
 from apps import get_app
 from apps.core import resolve_config, train
+from apps.core.outputs.segmentation import iou_report
 from bench import references
 from bench.references import arrays
 from bench.results import write_results
@@ -73,6 +75,10 @@ class QualityClock(keras.callbacks.Callback):
         if inputs.dtype == object:  # strings: Keras predicts on a string tensor, not objects
             inputs = tf.constant(inputs.tolist())
         predicted = np.asarray(model.predict(inputs, batch_size=256, verbose=0))
+        if self.metric == "mean_iou":
+            classes = predicted.shape[-1]
+            return iou_report(self.targets, predicted, list(map(str, range(classes))))[
+                "mean_iou"]
         if self.metric == "mae":
             predicted = self.to_units(predicted) if self.to_units else predicted
             return float(np.abs(predicted.reshape(self.targets.shape) - self.targets).mean())
@@ -191,6 +197,10 @@ RACES = {
                    {"model": "image_transfer", "data": str(VISION_FOLDER),
                     "image_size": VISION_SIZE, "backbone": "mobilenet_v2",
                     "weights": str(VISION_WEIGHTS)}),
+    "segmentation": Race("segmentation", "keras.io oxford_pets_image_segmentation (U-Net-like "
+                                         "Xception-style, rmsprop, 15 epochs)", "mean_iou",
+                         lambda splits, test, clock, seed: references.segmentation_keras_io_unet(
+                             splits, test, clock, seed), {"model": "unet"}),
 }
 
 
