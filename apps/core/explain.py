@@ -1,7 +1,8 @@
 """Attributions: which parts of an input made a classifier answer as it did.
 
 Three methods, written with tf.GradientTape on the app's own Keras model, each scoring the
-probability of the class the model predicts:
+probability of the class the model predicts (or, for an app that declares its own
+`Explanation.target`, a region's or a detection's score):
 - `saliency`: the gradient of that probability with respect to the input (Simonyan et al., 2014);
   the cheap baseline.
 - `integrated_gradients`: the input minus a baseline (zeros: black pixels, a silent log-mel floor
@@ -110,12 +111,6 @@ def methods_for(model) -> list[str]:
     return [method for method in METHODS if has_maps or method != "gradcam"]
 
 
-def _predicted_probability(probabilities):
-    """The probability of the class each example is predicted as, and those classes."""
-    predicted = tf.argmax(probabilities, axis=-1)
-    return tf.gather(probabilities, predicted, batch_dims=1), predicted
-
-
 def explained_target(explanation: Explanation, outputs):
     """(weights [outputs' shape], class [batch]) of what is explained, from the outputs on the
     input itself: the app's `target`, or the predicted class (one-hot)."""
@@ -217,7 +212,7 @@ def _explain_tokens(model, explanation: Explanation, raw, method: str) -> dict:
     the token's attribution), or saliency as gradient times embedding (the same at scale 1)."""
     tokens = explanation.token_strings(model, raw)
     probabilities = model(raw, training=False)
-    _, predicted = _predicted_probability(probabilities)
+    predicted = tf.argmax(probabilities, axis=-1)
     count, length = tf.shape(tokens)[0], tf.shape(tokens)[1]
 
     def gradient_sum(alphas):
