@@ -170,6 +170,10 @@ def main(app_names, get_app, argv=None) -> int:
                                     default=EXPLAIN_METHODS[0])
         explain_parser.add_argument("--out", default="explanations",
                                     help="folder for the pictures (created)")
+        if app.explanation.choice:
+            explain_parser.add_argument("--class", dest="chosen_class", default=None,
+                                        help="the class whose pixels to explain (default: the "
+                                             "object class covering most of each picture)")
         explain_parser.add_argument("inputs", nargs="+", metavar="INPUT")
     litert_parser = commands.add_parser(
         "export-litert", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -193,7 +197,8 @@ def main(app_names, get_app, argv=None) -> int:
             from apps.core.export import resolve_version_dir
 
             explain_files(app, resolve_version_dir(arguments.model_dir), arguments.method,
-                          arguments.inputs, Path(arguments.out))
+                          arguments.inputs, Path(arguments.out),
+                          getattr(arguments, "chosen_class", None))
             return 0
         if arguments.command == "export-litert":
             _export_litert(app, arguments)

@@ -24,7 +24,7 @@ import tensorflow as tf
 from apps.core import App, DataSplits, Signature, option
 from apps.core.config import DensePictureConfig
 from apps.core.explain import Explanation
-from apps.core.outputs.segmentation import Segmentation, most_predicted_object_class
+from apps.core.outputs.segmentation import Segmentation, chosen_object_class
 from apps.core.sources import digit_scenes, generated_once, resolve_source
 from apps.core.sources.images import (
     decoded_at_first_size,
@@ -99,7 +99,8 @@ APP = App(
             tf.TensorSpec([None], tf.string, "image_bytes"), outputs=segment_bytes,
             description="JPEG/PNG/GIF/BMP bytes -> the same, at the (first) picture's size")},
     read_inputs=read_pictures,
-    explanation=Explanation(target=most_predicted_object_class,
+    explanation=Explanation(target=chosen_object_class,
+                            choice=tf.TensorSpec([None], tf.int32, "class_id"),
                             subject="the pixels predicted as {name}, mean probability {score:.2f}"),
     config_class=SegmentationConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the masks' classes",

@@ -98,19 +98,22 @@ class App:
     def signatures_for(self, model, explained: bool = True) -> dict[str, Signature]:
         """The signatures the export of `model` carries: the app's, and with an `explanation`
         (unless not `explained`) one `explain...` signature per attribution method the model
-        supports, on `serving_default`'s raw input."""
+        supports, on `serving_default`'s raw input (and the explanation's `choice`)."""
         signatures = dict(self.model_signatures(model) if self.model_signatures
                           else self.signatures)
         if self.explanation and explained:
             served = self.signatures["serving_default"]
+            inputs = ((served.input_spec, self.explanation.choice) if self.explanation.choice
+                      else served.input_spec)
             for method in explain.methods_for(model):
                 signatures[explain.SIGNATURES[method]] = Signature(
-                    served.input_spec, outputs=self._explainer(served, method),
+                    inputs, outputs=self._explainer(served, method),
                     description=explain.DESCRIPTIONS[method])
         return signatures
 
     def _explainer(self, served: Signature, method: str):
-        def outputs(model, raw):
-            return explain.explain(model, self.explanation, served.to_model_input, raw, method)
+        def outputs(model, raw, *choice):
+            return explain.explain(model, self.explanation, served.to_model_input, raw, method,
+                                   *choice)
 
         return outputs

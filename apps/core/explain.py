@@ -19,6 +19,7 @@ server answers "why" without this package.
 
 import contextlib
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import keras
@@ -52,9 +53,10 @@ class Explanation:
     baseline: str = "zeros"
     served_input: Callable[[Any], np.ndarray] | None = None
     token_strings: Callable[[Any, tf.Tensor], tf.Tensor] | None = None
-    target: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor]] | None = None
+    target: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
     activation: Callable[[tf.Tensor], tf.Tensor] | None = None
     subject: str = ""
+    choice: tf.TensorSpec | None = None
 
     # `served_input`: one item of the app's `read_inputs` -> `serving_default`'s raw input, where
     # the two differ (vision reads image bytes; its explanations are on the decoded pixels).
@@ -66,6 +68,8 @@ class Explanation:
     # e.g. a sigmoid on logits), and the signatures answer `explained_class` and
     # `explained_score` instead of `probabilities`. None: the predicted class's probability.
     # `subject`: how `explain` titles it, formatted with `name` (the class) and `score`.
+    # `choice`: a second input of the explain signatures, what to explain (e.g. a class id, -1
+    # for the target's own default), given to `target(outputs, choice)`.
 
 
 def _find_layer(model, name: str):
@@ -231,10 +235,14 @@ def _explain_tokens(model, explanation: Explanation, raw, method: str) -> dict:
     return {"attributions": attributions, "tokens": tokens, "probabilities": probabilities}
 
 
-def explain(model, explanation: Explanation, to_model_input, raw, method: str) -> dict:
+def explain(model, explanation: Explanation, to_model_input, raw, method: str,
+            choice=None) -> dict:
     """`attributions` [batch, h, w] (or [batch, tokens] with the `tokens`) of `method` for a
     batch of raw input, and `probabilities` (a classifier's) or `explained_class` and
-    `explained_score` (an app's `target`)."""
+    `explained_score` (an app's `target`, given `choice` where the app declares one)."""
+    if choice is not None:
+        explanation = dataclasses.replace(
+            explanation, target=functools.partial(explanation.target, choice=choice))
     if explanation.token_strings:
         return _explain_tokens(model, explanation, to_model_input(raw, model), method)
     to_inputs, classify = classifier_parts(model, explanation, to_model_input)

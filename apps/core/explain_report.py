@@ -21,11 +21,13 @@ from apps.core.explain import (
 from apps.core.outputs.classification import worst_mistakes
 
 
-def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir: Path) -> None:
+def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir: Path,
+                  chosen_class: str | None = None) -> None:
     """Runs the export's signature for `method` on each input file and draws its map over the
     input (images) or its spectrogram (speech) into `out_dir`; prints one JSON line per file:
     the class and probability explained (and the runner-up), or an app's own target's class
-    and score."""
+    and score. `chosen_class` names the class to explain, for apps whose explanation takes a
+    `choice` (default: the app's own)."""
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
 
     from apps.core.errors import RunError
@@ -37,15 +39,24 @@ def explain_files(app, version_dir: Path, method: str, paths: list[str], out_dir
                        f"a convolutional model; re-export with this version of the app, or "
                        f"choose integrated_gradients or saliency).")
     signature = loaded.signatures[name]
-    input_name = next(iter(signature.structured_input_signature[1]))
+    choice = app.explanation.choice
+    input_name, = (key for key in signature.structured_input_signature[1]
+                   if not choice or key != choice.name)
     class_names = (version_dir / "assets" / "labels.txt").read_text().splitlines()
+    chosen = {}
+    if choice:
+        if chosen_class is not None and chosen_class not in class_names:
+            raise RunError(f"--class {chosen_class}: not a class of this export (its classes: "
+                           f"{', '.join(class_names)}).")
+        chosen = {choice.name: tf.constant(
+            [-1 if chosen_class is None else class_names.index(chosen_class)], choice.dtype)}
     sources, batch = app.read_inputs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     for number, (source, item) in enumerate(zip(sources, batch), start=1):
         raw = app.explanation.served_input(item) if app.explanation.served_input else item
         outputs = {key: value.numpy()[0]
-                   for key, value in signature(**{input_name: tf.constant(np.asarray([raw]))})
-                   .items()}
+                   for key, value in signature(**{input_name: tf.constant(np.asarray([raw])),
+                                                  **chosen}).items()}
         if "probabilities" not in outputs:  # an app's own target (a region, a detection)
             name, score = class_names[outputs["explained_class"]], outputs["explained_score"]
             path = out_dir / f"{Path(source).stem}_{method}.png"

@@ -44,13 +44,15 @@ def scene_object_iou(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return np.where(union > 0, right / np.maximum(union, 1), 1.0)
 
 
-def most_predicted_object_class(probabilities) -> tuple:
-    """What `explain` explains in a segmentation: the pixels predicted as the object class that
-    covers most of the picture, each weighing 1 / their count (the score is their mean
-    probability of that class), and that class [batch]."""
+def chosen_object_class(probabilities, choice=None) -> tuple:
+    """What `explain` explains in a segmentation: the pixels predicted as the class `choice`
+    [batch] (where -1 or None: the object class covering most of the picture), each weighing
+    1 / their count (the score is their mean probability of that class), and that class."""
     classes = tf.shape(probabilities)[-1]
     predicted = tf.one_hot(tf.argmax(probabilities, axis=-1), classes, dtype=probabilities.dtype)
     chosen = tf.argmax(tf.reduce_sum(predicted, axis=[1, 2])[:, 1:], axis=-1) + 1
+    if choice is not None:
+        chosen = tf.where(choice >= 0, tf.cast(choice, chosen.dtype), chosen)
     pixels = predicted * tf.one_hot(chosen, classes, dtype=probabilities.dtype)[:, None, None]
     return pixels / tf.maximum(1.0, tf.reduce_sum(pixels, axis=[1, 2, 3], keepdims=True)), chosen
 
