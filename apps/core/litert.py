@@ -41,7 +41,8 @@ def _one_example_function(saved_model, example: np.ndarray):
 
 
 def convert(saved_model, function, version_dir: Path, quantize: str,
-            calibration: np.ndarray) -> bytes:
+            calibration: np.ndarray | None) -> bytes:
+    """The .tflite bytes; `calibration`: int8's representative examples (None otherwise)."""
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], saved_model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
@@ -96,8 +97,9 @@ def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: i
                        f"forecast apps.")
     test_inputs, test_targets = (np.concatenate(part) for part in zip(
         *splits.test.take(max_examples).batch(256).as_numpy_iterator()))
-    calibration = np.concatenate([inputs for inputs, _ in splits.train.take(
-        CALIBRATION_EXAMPLES).batch(256).as_numpy_iterator()])
+    calibration = None if quantize != "int8" else np.concatenate([
+        inputs for inputs, _ in splits.train.take(CALIBRATION_EXAMPLES).batch(256)
+        .as_numpy_iterator()])
     saved_model = tf.saved_model.load(str(version_dir))
     function = _one_example_function(saved_model, test_inputs[0])
     model_bytes = convert(saved_model, function, version_dir, quantize, calibration)

@@ -354,6 +354,7 @@ def test_litert_detections_are_compared_as_sets_of_classes_and_boxes():
 
 
 @pytest.mark.full_tier  # two phases through the ImageNet EfficientNet-Lite0: about 25 s
+@pytest.mark.xdist_group("detection_backbone")  # shares no run with the detection group
 def test_a_pretrained_encoder_trains_frozen_then_fine_tunes_and_exports(small_scene_folder,
                                                                         run_paths, tmp_path):
     config = resolve_config(APP, data=str(small_scene_folder), epochs=1, image_size=32,
