@@ -132,10 +132,11 @@ def explained_score(explanation: Explanation, outputs, weights):
 
 
 def saliency(classify, inputs, explanation: Explanation):
-    weights, _ = explained_target(explanation, classify(inputs))
     with tf.GradientTape() as tape:
         tape.watch(inputs)
-        score = explained_score(explanation, classify(inputs), weights)
+        outputs = classify(inputs)
+        weights, _ = explained_target(explanation, outputs)  # no gradient flows through them
+        score = explained_score(explanation, outputs, weights)
     return tape.gradient(score, inputs)
 
 
@@ -171,10 +172,11 @@ def integrated_gradients(classify, inputs, baseline, explanation: Explanation):
 def gradcam(to_maps, from_maps, inputs, explanation: Explanation):
     """Grad-CAM at the maps [batch, h', w', k] (or [batch, steps, k]); [batch, h', w'] map."""
     maps = to_maps(inputs)
-    weights, _ = explained_target(explanation, from_maps(maps))
     with tf.GradientTape() as tape:
         tape.watch(maps)
-        score = explained_score(explanation, from_maps(maps), weights)
+        outputs = from_maps(maps)
+        weights, _ = explained_target(explanation, outputs)  # no gradient flows through them
+        score = explained_score(explanation, outputs, weights)
     gradients = tape.gradient(score, maps)
     axes = list(range(1, len(maps.shape) - 1))
     weights = tf.reduce_mean(gradients, axis=axes, keepdims=True)
