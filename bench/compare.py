@@ -5,9 +5,9 @@ A is the code a user would copy (`bench.references`, written as its source write
 same data (the app's own splits of its shipped or generated sample) on this machine, and are
 scored on the same held-out test split after every epoch. A and B runs alternate. For each pair,
 the target is A's final test quality (accuracy, MAE for the forecaster, mean IoU for
-segmentation); each side's time-to-target is its wall time from the start (data loading, model
-building, every callback, validation, both phases) to the end of the first epoch whose test
-quality reaches the target,
+segmentation, pycocotools' mAP@0.5 for detection); each side's time-to-target is its wall time
+from the start (data loading, model building, every callback, validation, both phases) to the
+end of the first epoch whose test quality reaches the target,
 the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
 
     python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...] [--option KEY=VALUE]
@@ -20,6 +20,7 @@ import ast
 import contextlib
 import dataclasses
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -30,8 +31,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import zoo
 from apps import get_app
 from apps.core import resolve_config, train
+from apps.core.outputs.detection import MAX_DETECTIONS, average_precision
 from apps.core.outputs.segmentation import iou_report
 from bench import references
 from bench.references import arrays
@@ -67,6 +70,8 @@ class QualityClock(keras.callbacks.Callback):
         self.to_units, self.head_features = to_units, head_features
 
     def quality(self, model) -> float:
+        if self.metric == "map_50":
+            return detection_map_50(model, self.inputs, self.targets)
         inputs = self.inputs
         if self.head_features is not None and len(model.inputs[0].shape) != inputs.ndim:
             if not isinstance(self.head_features, np.ndarray):
@@ -92,6 +97,34 @@ class QualityClock(keras.callbacks.Callback):
             quality = self.quality(self.model)
         self.rows.append({"epoch": len(self.rows) + 1, "seconds": round(seconds, 2),
                           self.metric: round(quality, 4)})
+
+
+def detection_map_50(model, pictures: np.ndarray, rows: np.ndarray) -> float:
+    """pycocotools' mAP@0.5 of either side's detections on the test scenes: ours are the
+    CenterNet maps decoded as the export decodes them; KerasHub's detector decodes its own, and
+    its non-max suppression needs a static batch size (a batch of None fails inside it), so the
+    scenes go in batches that divide their count."""
+    from keras_hub.models import ObjectDetector
+
+    count, size = len(pictures), pictures.shape[1]
+    if isinstance(model, ObjectDetector):
+        classes = model.num_classes
+        batches = tf.data.Dataset.from_tensor_slices(pictures).batch(math.gcd(count, 64),
+                                                                     drop_remainder=True)
+        predicted = model.predict(batches, verbose=0)
+        kept = predicted["labels"] >= 0
+        corners = predicted["boxes"][..., [1, 0, 3, 2]] / size  # pixel yxyx -> relative xyxy
+        found = {"boxes": [corners[i][kept[i]] for i in range(count)],
+                 "scores": [predicted["confidence"][i][kept[i]] for i in range(count)],
+                 "class_id": [predicted["labels"][i][kept[i]] for i in range(count)]}
+    else:
+        classes = model.output_shape[-1] - 4
+        maps = model.predict(pictures, batch_size=256, verbose=0)
+        found = {key: np.asarray(value) for key, value in
+                 zoo.decode_detections(maps, classes, MAX_DETECTIONS).items()}
+    if not any(len(scores) for scores in found["scores"]):
+        return 0.0
+    return average_precision(rows, found, classes, size, size)["map_50"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +234,11 @@ RACES = {
                                          "Xception-style, rmsprop, 15 epochs)", "mean_iou",
                          lambda splits, test, clock, seed: references.segmentation_keras_io_unet(
                              splits, test, clock, seed), {"model": "unet"}),
+    "detection": Race("detection", "KerasHub object_detection_retinanet guide's custom training "
+                                   "(RetinaNetObjectDetector, ResNet-18 from scratch, 5 epochs)",
+                      "map_50", lambda splits, test, clock, seed:
+                      references.detection_keras_hub_retinanet(splits, test, clock, seed),
+                      {"model": "centernet"}),
 }
 
 
