@@ -2,8 +2,10 @@
 
 import sys
 
-from apps import APP_NAMES, get_app
-from apps.cli import main
+from apps.cli import defer_imports, main
 
 if __name__ == "__main__":
+    defer_imports()  # before the apps' modules are imported
+    from apps import APP_NAMES, get_app
+
     sys.exit(main(APP_NAMES, get_app))

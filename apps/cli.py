@@ -5,12 +5,56 @@ It knows the apps only through the `app_names` and `get_app` it is given.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
+import types
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# What the apps' modules import at their top and use only inside functions: loaded on first use,
+# so reading every app to answer --help or a usage error takes a fraction of a second where
+# TensorFlow alone takes several.
+DEFERRED_MODULES = ("tensorflow", "keras", "zoo", "keras_tuner", "scipy.stats", "scipy.signal",
+                    "PIL.Image")
+
+
+class _DeferredModule(types.ModuleType):
+    """A module whose code runs when an attribute it lacks is first looked up, then a plain
+    module (the same object, so every name bound to it sees the real module). Unlike the
+    standard library's LazyLoader, looking up `__spec__`, which every `import` statement of an
+    imported module does, does not load it; `__path__` does, so a submodule's import loads its
+    package first."""
+
+    def __getattr__(self, attribute):
+        spec = self.__spec__
+        self.__class__ = types.ModuleType
+        if spec.submodule_search_locations is not None:
+            self.__path__ = spec.submodule_search_locations
+        try:
+            spec.loader.exec_module(self)
+        except BaseException:
+            sys.modules.pop(spec.name, None)  # as a failed import leaves it
+            raise
+        return getattr(self, attribute)
+
+
+def defer_imports(names=DEFERRED_MODULES) -> None:
+    """Puts each module of `names` not yet imported in sys.modules as a `_DeferredModule`:
+    `import tensorflow as tf` binds it at once, and TensorFlow is imported on the first `tf.X`."""
+    for name in names:
+        if name in sys.modules:
+            continue
+        spec = importlib.util.find_spec(name)
+        module = importlib.util.module_from_spec(spec)
+        module.__dict__.pop("__path__", None)
+        module.__class__ = _DeferredModule
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:  # as an import of the submodule would (find_spec imported the parent)
+            setattr(sys.modules[parent], child, module)
 
 
 def _import_tensorflow_quietly() -> None:
@@ -119,13 +163,9 @@ def main(app_names, get_app, argv=None) -> int:
     if argv[0] not in app_names:
         parser.error(f"unknown app {argv[0]!r}; choose one of: list, serve, {', '.join(app_names)}")
 
-    _import_tensorflow_quietly()
     from apps.core.config import build_parser, from_namespace, read_config_file
     from apps.core.errors import DataError, RunError
     from apps.core.litert import QUANTIZATIONS
-    from apps.core.lr_find import find_learning_rate
-    from apps.core.train import train
-    from apps.core.tune import tune
 
     app = get_app(argv[0])
     command = argv[1] if len(argv) > 1 else ""
@@ -188,6 +228,7 @@ def main(app_names, get_app, argv=None) -> int:
     litert_parser.add_argument("--max-examples", type=int, default=1000,
                                help="test examples compared")
     arguments = app_parser.parse_args(argv[1:])
+    _import_tensorflow_quietly()
     try:
         if arguments.command == "predict":
             _predict(app, arguments)
@@ -205,11 +246,17 @@ def main(app_names, get_app, argv=None) -> int:
             return 0
         config = from_namespace(app.config_class, arguments)
         if arguments.command == "train":
+            from apps.core.runner import train
+
             train(app, config)
         elif arguments.command == "lr-find":
+            from apps.core.lr_find import find_learning_rate
+
             find_learning_rate(app, config, arguments.start_lr, arguments.end_lr,
                                arguments.num_steps)
         else:
+            from apps.core.tune import tune
+
             tune(app, config, arguments.max_trials)
     except (RunError, DataError, FileNotFoundError, ValueError) as error:
         print(f"python -m apps {app.name} {arguments.command}: error: {error}", file=sys.stderr)

@@ -16,6 +16,8 @@ Export: `serving_default(pixels: uint8 [batch, height, width, 3], any size)` -> 
 image_bytes: string [batch])` the same from encoded pictures.
 """
 
+from __future__ import annotations
+
 import dataclasses
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import App, DataSplits, Signature, option
+from apps.core import App, DataSplits, Signature, TensorInput, option
 from apps.core.config import DensePictureConfig
 from apps.core.explain import Explanation
 from apps.core.outputs.detection import Detection, best_detection, served_detections
@@ -90,20 +92,20 @@ APP = App(
     models=("centernet",),
     load_data=load_data,
     build_model=build_model,
-    loss=zoo.CenterNetLoss(),
+    loss=lambda: zoo.CenterNetLoss(),
     metrics=(),
     signatures={"serving_default": Signature(
-        tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"),
+        TensorInput("pixels", "uint8", (None, None, None, 3)),
         to_model_input=model_sized, outputs=detect,
         with_labels=True,
         description="pixels of any size -> `boxes` in those pixels, `scores`, `class_id`, "
                     "`class_name`, `num_detections`"),
         "serving_bytes": Signature(
-            tf.TensorSpec([None], tf.string, "image_bytes"), outputs=detect_bytes,
+            TensorInput("image_bytes", "string", (None,)), outputs=detect_bytes,
             with_labels=True,
             description="JPEG/PNG/GIF/BMP bytes -> the same, in the (first) picture's pixels")},
     read_inputs=read_pictures,
-    explanation=Explanation(target=best_detection, activation=tf.sigmoid,
+    explanation=Explanation(target=best_detection, activation="sigmoid",
                             subject="the best detection, {name} at {score:.2f}"),
     config_class=DetectionConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the data's classes",

@@ -9,15 +9,25 @@ Export: `serving_default(window: float32 [batch, steps, 1] in original units)` -
 `forecast [batch, horizon]` in original units.
 """
 
+from __future__ import annotations
+
 import dataclasses
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import zoo
-from apps.core import App, DataError, DataSplits, Forecast, Signature, TrainConfig, option
+from apps.core import (
+    App,
+    DataError,
+    DataSplits,
+    Forecast,
+    Signature,
+    TensorInput,
+    TrainConfig,
+    option,
+)
 from apps.core.sources import SAMPLES_DIR, resolve_source
 from apps.core.sources.series import fill_gaps, read_column
 
@@ -37,24 +47,6 @@ class ForecastConfig(TrainConfig):
     season: int = option(52, "steps per season, for the seasonal-naive baseline (52 weeks)")
     stride: int = option(1, "keep every Nth row of the series (6 turns Jena's 10-minute rows "
                             "hourly)")
-
-
-@keras.saving.register_keras_serializable(package="apps.forecast")
-class RelativeToLast(keras.layers.Layer):
-    """Expresses a window relative to its last step, so the model learns changes, not levels
-    (levels drift out of the training range on a trending series)."""
-
-    def call(self, window):
-        return window - window[:, -1:, :]
-
-
-@keras.saving.register_keras_serializable(package="apps.forecast")
-class AddLastValue(keras.layers.Layer):
-    """Adds the window's last observed value back to forecast changes: original units out."""
-
-    def call(self, inputs):
-        changes, window = inputs
-        return changes + window[:, -1:, 0]
 
 
 def _download_jena() -> Path:
@@ -122,12 +114,12 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     series = splits.context["series"][: splits.facts["split_steps"][0]]
     scale = float(np.std(np.diff(series)) or 1.0)
     window = keras.Input(shape=(None, 1), name="window")
-    x = RelativeToLast()(window)
+    x = zoo.RelativeToLast()(window)
     x = keras.layers.Normalization(mean=[0.0], variance=[scale**2])(x)
     forecaster = zoo.build(config.model, num_features=1, horizon=config.horizon,
                            **config.model_options())
     changes = keras.layers.Rescaling(scale)(forecaster(x))
-    return keras.Model(window, AddLastValue()([changes, window]), name=f"forecast_{config.model}")
+    return keras.Model(window, zoo.AddLastValue()([changes, window]), name=f"forecast_{config.model}")
 
 
 def read_inputs(paths: list[str]) -> tuple[list[str], np.ndarray]:
@@ -147,7 +139,7 @@ APP = App(
     build_model=build_model,
     loss="mse",
     metrics=("mae",),
-    signatures={"serving_default": Signature(tf.TensorSpec([None, None, 1], tf.float32, "window"))},
+    signatures={"serving_default": Signature(TensorInput("window", "float32", (None, None, 1)))},
     read_inputs=read_inputs,
     app_model_options={"num_features": "the one series", "horizon": "--horizon"},
     config_class=ForecastConfig,

@@ -12,6 +12,8 @@ Export: `generate(seed int32 [batch][, class_id int32 [batch]])` -> `images` uin
 `encode(pixels)` -> `mean`, `log_var`.
 """
 
+from __future__ import annotations
+
 import dataclasses
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import keras
 import tensorflow as tf
 
 import zoo
-from apps.core import App, DataError, DataSplits, Signature, TrainConfig, option
+from apps.core import App, DataError, DataSplits, Signature, TensorInput, TrainConfig, option
 from apps.core.outputs import Generation
 from apps.core.sources import digits, images, load_tfds, resolve_source
 
@@ -92,9 +94,9 @@ def build_model(config, splits: DataSplits) -> keras.Model:
     return zoo.build(config.model, **options)
 
 
-PIXELS = tf.TensorSpec(shape=None, dtype=tf.uint8, name="pixels")
-SEED = tf.TensorSpec(shape=[None], dtype=tf.int32, name="seed")
-CLASS_ID = tf.TensorSpec(shape=[None], dtype=tf.int32, name="class_id")
+PIXELS = TensorInput("pixels", "uint8")
+SEED = TensorInput("seed", "int32", (None,))
+CLASS_ID = TensorInput("class_id", "int32", (None,))
 
 
 def _images(pixels, model):

@@ -8,6 +8,8 @@ Export: `serving_default(pixels: uint8 [batch, 28, 28] or [batch, 28, 28, 1])` -
 `probabilities [batch, 10]`, `class_id`, `class_name`.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import keras
@@ -15,7 +17,15 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import App, Classification, DataError, DataSplits, Explanation, Signature
+from apps.core import (
+    App,
+    Classification,
+    DataError,
+    DataSplits,
+    Explanation,
+    Signature,
+    TensorInput,
+)
 from apps.core.sources import digits, load_tfds, resolve_source
 
 
@@ -74,7 +84,7 @@ APP = App(
     metrics=("accuracy",),
     signatures={
         "serving_default": Signature(
-            input_spec=tf.TensorSpec(shape=None, dtype=tf.uint8, name="pixels"),
+            input_spec=TensorInput("pixels", "uint8"),
             to_model_input=lambda pixels, model: tf.cast(tf.reshape(pixels, [-1, 28, 28, 1]),
                                                          tf.float32),
         )

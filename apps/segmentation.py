@@ -15,13 +15,15 @@ before the argmax, never the mask) and `probabilities` [batch, height, width, cl
 assets/labels.txt.
 """
 
+from __future__ import annotations
+
 import dataclasses
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from apps.core import App, DataSplits, Signature, option
+from apps.core import App, DataSplits, Signature, TensorInput, option
 from apps.core.config import DensePictureConfig
 from apps.core.explain import Explanation
 from apps.core.outputs.segmentation import Segmentation, chosen_object_class
@@ -92,15 +94,15 @@ APP = App(
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
     signatures={"serving_default": Signature(
-        tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"),
+        TensorInput("pixels", "uint8", (None, None, None, 3)),
         to_model_input=model_sized, outputs=segment,
         description="pixels of any size -> `mask` of class ids at that size, `probabilities`"),
         "serving_bytes": Signature(
-            tf.TensorSpec([None], tf.string, "image_bytes"), outputs=segment_bytes,
+            TensorInput("image_bytes", "string", (None,)), outputs=segment_bytes,
             description="JPEG/PNG/GIF/BMP bytes -> the same, at the (first) picture's size")},
     read_inputs=read_pictures,
     explanation=Explanation(target=chosen_object_class,
-                            choice=tf.TensorSpec([None], tf.int32, "class_id"),
+                            choice=TensorInput("class_id", "int32", (None,)),
                             subject="the pixels predicted as {name}, mean probability {score:.2f}"),
     config_class=SegmentationConfig,
     app_model_options={"input_shape": "--image-size", "num_classes": "the masks' classes",

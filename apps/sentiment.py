@@ -14,6 +14,8 @@ Export: `serving_default(text: string [batch])` -> `probabilities [batch, 2]`, `
 `class_name` (negative, positive).
 """
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 import zoo
-from apps.core import App, Classification, DataSplits, Explanation, Signature
+from apps.core import App, Classification, DataSplits, Explanation, Signature, TensorInput
 from apps.core.sources import SAMPLES_DIR, load_tfds, resolve_source, reviews
 
 CLASS_NAMES = ["negative", "positive"]
@@ -104,7 +106,7 @@ APP = App(
     build_model=build_model,
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
-    signatures={"serving_default": Signature(tf.TensorSpec([None], tf.string, "text"))},
+    signatures={"serving_default": Signature(TensorInput("text", "string", (None,)))},
     explanation=Explanation(layer="token_embedding", token_strings=token_strings),
     read_inputs=read_inputs,
     app_model_options={"num_classes": "negative and positive", "raw_text": "the raw text input"},

@@ -8,6 +8,8 @@ Export: `serving_default(waveform: float32 [batch, 16000] in [-1, 1])` -> `proba
 [batch, 12]`, `class_id`, `class_name`.
 """
 
+from __future__ import annotations
+
 import dataclasses
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from apps.core import (
     DataSplits,
     Explanation,
     Signature,
+    TensorInput,
     TrainConfig,
     option,
     plots,
@@ -133,7 +136,7 @@ APP = App(
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
     signatures={"serving_default": Signature(
-        tf.TensorSpec([None, SAMPLE_RATE], tf.float32, "waveform"))},
+        TensorInput("waveform", "float32", (None, SAMPLE_RATE)))},
     explanation=Explanation(layer="log_mel", baseline="minimum"),
     read_inputs=read_inputs,
     app_model_options={"input_shape": "the log-mel spectrogram's frames and bins",

@@ -19,6 +19,8 @@ Export: `serving_default(pixels: uint8 [batch, height, width, 3], any size)` and
 returning `probabilities`, `class_id` and `class_name`.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 from pathlib import Path
@@ -35,6 +37,7 @@ from apps.core import (
     DataSplits,
     Explanation,
     Signature,
+    TensorInput,
     TrainConfig,
     option,
     plots,
@@ -238,9 +241,9 @@ APP = App(
     loss="sparse_categorical_crossentropy",
     metrics=("accuracy",),
     signatures={
-        "serving_default": Signature(tf.TensorSpec([None, None, None, 3], tf.uint8, "pixels"),
+        "serving_default": Signature(TensorInput("pixels", "uint8", (None, None, None, 3)),
                                      _pixels_to_model_input),
-        "serving_bytes": Signature(tf.TensorSpec([None], tf.string, "image_bytes"),
+        "serving_bytes": Signature(TensorInput("image_bytes", "string", (None,)),
                                    _bytes_to_model_input),
     },
     explanation=Explanation(served_input=lambda image_bytes: decode(image_bytes).numpy()),

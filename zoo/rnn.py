@@ -1,12 +1,32 @@
 """Recurrent forecasters: a window of past steps in, the next `horizon` steps out.
 
-They see the window as given: scaling and de-scaling belong to the app that knows the data.
+They see the window as given: scaling and de-scaling belong to the app that knows the data, which
+may wrap them in `RelativeToLast` and `AddLastValue` so they learn changes, not levels.
 """
 
 import keras
 from keras import layers
 
 from zoo.registry import register_model
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class RelativeToLast(keras.layers.Layer):
+    """Expresses a window relative to its last step, so the model learns changes, not levels
+    (levels drift out of the training range on a trending series)."""
+
+    def call(self, window):
+        return window - window[:, -1:, :]
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class AddLastValue(keras.layers.Layer):
+    """Adds the window's last observed value back to forecast changes: original units out."""
+
+    def call(self, inputs):
+        changes, window = inputs
+        return changes + window[:, -1:, 0]
+
 
 _CELLS = {"simple_rnn": layers.SimpleRNN, "lstm": layers.LSTM, "gru": layers.GRU}
 

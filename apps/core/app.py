@@ -1,5 +1,11 @@
 """What an app declares: its data, model, loss and metrics, output kind and the raw input of its
-export. `apps.core.train` does everything else, for every app alike."""
+export. `apps.core.runner` does everything else, for every app alike.
+
+Declaring an app imports no TensorFlow (its names are imported lazily by the command line, and
+the declarations touch none of them), so the command line reads every app to answer `--help`
+and usage errors at once."""
+
+from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable
@@ -31,18 +37,31 @@ class DataSplits:
 
 
 @dataclasses.dataclass(frozen=True)
+class TensorInput:
+    """One input of a serving signature: the export's `tf.TensorSpec(shape, dtype, name)`
+    (`shape` None: any rank), declared without TensorFlow."""
+
+    name: str
+    dtype: str
+    shape: tuple | None = None
+
+    def spec(self) -> tf.TensorSpec:
+        return tf.TensorSpec(self.shape, tf.as_dtype(self.dtype), self.name)
+
+
+@dataclasses.dataclass(frozen=True)
 class Signature:
     """One serving signature: the raw input it accepts and how it becomes the model's input
     (`to_model_input(raw, model)`, e.g. decoding and resizing to the model's input size); the
     app's output kind turns the model's output into the signature's outputs.
 
     A signature that calls something other than the model's forward pass (a generator on a seed,
-    an encoder) gives several inputs as a tuple of specs and `outputs(model, *raw)` returning its
+    an encoder) gives several inputs as a tuple and `outputs(model, *raw)` returning its
     dict of outputs itself; `description` says what it does in the model card. With
     `with_labels`, `outputs` is also given `labels=`, the export's table from class id to name.
     """
 
-    input_spec: tf.TensorSpec | tuple[tf.TensorSpec, ...]
+    input_spec: TensorInput | tuple[TensorInput, ...]
     to_model_input: Callable[[tf.Tensor, Any], tf.Tensor] = lambda raw, model: raw
     outputs: Callable[..., dict] | None = None
     description: str = ""
@@ -50,7 +69,8 @@ class Signature:
 
     @property
     def input_specs(self) -> tuple[tf.TensorSpec, ...]:
-        return self.input_spec if isinstance(self.input_spec, tuple) else (self.input_spec,)
+        inputs = self.input_spec if isinstance(self.input_spec, tuple) else (self.input_spec,)
+        return tuple(one.spec() for one in inputs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +81,8 @@ class App:
     preprocessing adapted on `splits.train`; a model with a pretrained backbone is a
     `zoo.BackboneModel` (a classifier's a `zoo.TransferClassifier`), which the runner fine-tunes
     in two phases.
+    `loss`: a Keras loss's name, or a function returning the loss (a zoo loss: the app module
+    touches no Keras name when it is imported), or None for a model with its own objective.
     `app_model_options`: the zoo options the app sets itself (option -> where the value comes
     from), which `--model-arg` may not repeat. `option_flags`: zoo options that have a flag of
     their own (option -> flag), so the zoo's errors reach the user in flags.
@@ -80,7 +102,7 @@ class App:
     models: tuple[str, ...]
     load_data: Callable[[Any], DataSplits]
     build_model: Callable[[Any, DataSplits], Any]
-    loss: str | keras.losses.Loss
+    loss: str | Callable[[], keras.losses.Loss] | None
     metrics: tuple[str, ...]
     signatures: dict[str, Signature]
     read_inputs: Callable[[list[str]], tuple[list[str], Any]] | None = None

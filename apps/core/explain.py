@@ -17,16 +17,21 @@ log-mel spectrogram). The export carries each method as a signature (apps.core.e
 server answers "why" without this package.
 """
 
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import zoo
+
+if TYPE_CHECKING:
+    from apps.core.app import TensorInput
 
 METHODS = ("integrated_gradients", "gradcam", "saliency")
 SIGNATURES = {"integrated_gradients": "explain", "gradcam": "explain_gradcam",
@@ -54,9 +59,9 @@ class Explanation:
     served_input: Callable[[Any], np.ndarray] | None = None
     token_strings: Callable[[Any, tf.Tensor], tf.Tensor] | None = None
     target: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
-    activation: Callable[[tf.Tensor], tf.Tensor] | None = None
+    activation: str | None = None
     subject: str = ""
-    choice: tf.TensorSpec | None = None
+    choice: TensorInput | None = None
 
     # `served_input`: one item of the app's `read_inputs` -> `serving_default`'s raw input, where
     # the two differ (vision reads image bytes; its explanations are on the decoded pixels).
@@ -64,9 +69,10 @@ class Explanation:
     # padding); attributions are then one per token, on the embeddings of the layer `layer`.
     # `target(outputs)`: for models that are not classifiers, what is explained, chosen from the
     # model's outputs on the input itself: (weights of the outputs' shape, the class explained
-    # [batch]); the explained score is the sum of the weighted outputs (after `activation`,
-    # e.g. a sigmoid on logits), and the signatures answer `explained_class` and
-    # `explained_score` instead of `probabilities`. None: the predicted class's probability.
+    # [batch]); the explained score is the sum of the weighted outputs (after `activation`, a
+    # Keras activation's name, e.g. "sigmoid" on logits), and the signatures answer
+    # `explained_class` and `explained_score` instead of `probabilities`. None: the predicted
+    # class's probability.
     # `subject`: how `explain` titles it, formatted with `name` (the class) and `score`.
     # `choice`: a second input of the explain signatures, what to explain (e.g. a class id, -1
     # for the target's own default), given to `target(outputs, choice)`.
@@ -127,7 +133,8 @@ def explained_target(explanation: Explanation, outputs):
 
 def explained_score(explanation: Explanation, outputs, weights):
     """[batch]: the weighted sum of the (activated) outputs, the number attributions explain."""
-    activated = explanation.activation(outputs) if explanation.activation else outputs
+    activated = (keras.activations.get(explanation.activation)(outputs)
+                 if explanation.activation else outputs)
     return tf.reduce_sum(tf.reshape(activated * weights, [tf.shape(weights)[0], -1]), axis=1)
 
 

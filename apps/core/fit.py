@@ -10,6 +10,8 @@ Phase "head" trains for `--epochs` (a pretrained backbone frozen); phase "fine_t
 a finished phase leaves a marker and is not run again.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
@@ -129,12 +131,12 @@ class SmoothedSparseCategoricalCrossentropy(keras.losses.Loss):
         return {**super().get_config(), "label_smoothing": self.label_smoothing}
 
 
-def _per_example_metric(name: str, loss: str):
+def _per_example_metric(name: str, loss):
     """A compiled metric's name as a function giving one value per example ("accuracy" as Keras
     resolves it for the loss; "mae", "mse" and the like are loss functions)."""
     if name == "accuracy":
-        return (keras.metrics.sparse_categorical_accuracy if loss.startswith("sparse")
-                else keras.metrics.binary_accuracy)
+        return (keras.metrics.binary_accuracy if loss == "binary_crossentropy"
+                else keras.metrics.sparse_categorical_accuracy)
     return keras.losses.get(name)
 
 
@@ -158,7 +160,7 @@ def training_loss(app, config):
     """The app's loss, or with `--label-smoothing` its smoothed cross-entropy."""
     if config.label_smoothing:
         return SmoothedSparseCategoricalCrossentropy(config.label_smoothing)
-    return app.loss
+    return app.loss() if callable(app.loss) else app.loss
 
 
 def compile_model(model, app, config, learning_rate: float, total_steps: int) -> None:

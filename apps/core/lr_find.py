@@ -20,7 +20,7 @@ from apps.core import plots
 from apps.core.errors import RunError
 from apps.core.fit import make_optimizer, training_loss
 from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
-from apps.core.train import build_model, check_options
+from apps.core.runner import build_model, check_options
 
 SMOOTHING = 0.9  # weight of the running average: a 100-step test needs a short memory
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum

@@ -3,6 +3,8 @@ each process's role from TF_CONFIG, the custom step that runs the epochs (Keras 
 under this strategy in TF 2.21: keras-team/keras#20585), and the checks and copies that let every
 worker resume from the chief's run dir after one of them was killed."""
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os

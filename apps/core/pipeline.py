@@ -1,5 +1,7 @@
 """The input pipeline: the app's splits, a validation split where it has none, and tf.data."""
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
 
@@ -7,8 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 from apps.core.errors import DataError, RunError
-
-AUTOTUNE = tf.data.AUTOTUNE
 
 
 def count(dataset: tf.data.Dataset) -> int:
@@ -117,5 +117,5 @@ def input_pipeline(dataset, batch_size: int, seed: int | None = None, augmentati
     dataset = dataset.batch(batch_size)
     if augmentation is not None:
         dataset = dataset.map(lambda x, y: (augmentation(x, training=True), y),
-                              num_parallel_calls=AUTOTUNE)
-    return dataset.prefetch(AUTOTUNE)
+                              num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

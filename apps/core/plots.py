@@ -1,13 +1,21 @@
-"""Figure helpers for run reports and explanations (matplotlib, headless), and PNG writing."""
+"""Figure helpers for run reports and explanations (matplotlib, headless), and PNG writing.
+
+Figures are matplotlib's `Figure` objects, not pyplot's: no global state or backend to choose
+(savefig renders a PNG with Agg), safe in the server's threads, and matplotlib is imported on the
+first figure, not by every module that imports this one (a fifth of a second, paid by the
+command line's `--help` otherwise).
+"""
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import tensorflow as tf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+def _figure(**options):
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -19,7 +27,8 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
 def plot_history(history: list[dict], path: Path) -> None:
     metrics = [key for key in history[0] if key != "epoch" and not key.startswith("val_")
                and key not in ("learning_rate", "epoch_seconds")]
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    figure = _figure(figsize=(5 * len(metrics), 4))
+    axes = figure.subplots(1, len(metrics), squeeze=False)
     epochs = [row["epoch"] + 1 for row in history]
     for axis, metric in zip(axes[0], metrics):
         axis.plot(epochs, [row.get(metric) for row in history], label="train")
@@ -29,12 +38,12 @@ def plot_history(history: list[dict], path: Path) -> None:
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> None:
     size = max(4, 0.5 * len(class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
+    figure = _figure(figsize=(size, size))
+    axis = figure.subplots()
     axis.imshow(matrix, cmap="Blues")
     ticks = range(len(class_names))
     axis.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
@@ -46,12 +55,12 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: Path) -> No
                   color="white" if count > matrix.max() / 2 else "black")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_series(panels: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
     """One panel per (title, x, {label: y}), stacked vertically; the "truth" line in black."""
-    figure, axes = plt.subplots(len(panels), 1, figsize=(10, 3.5 * len(panels)), squeeze=False)
+    figure = _figure(figsize=(10, 3.5 * len(panels)))
+    axes = figure.subplots(len(panels), 1, squeeze=False)
     for axis, (title, x, lines) in zip(axes[:, 0], panels):
         for label, y in lines.items():
             axis.plot(x, y, label=label, **({"color": "black"} if label == "truth" else
@@ -60,26 +69,26 @@ def plot_series(panels: list[tuple[str, np.ndarray, dict]], path: Path) -> None:
         axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_curve(x, y, xlabel: str, ylabel: str, marked_x: float, path: Path) -> None:
     """y against x on a logarithmic x axis, with a vertical line at `marked_x`."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = _figure(figsize=(6, 4))
+    axis = figure.subplots()
     axis.plot(x, y)
     axis.axvline(marked_x, color="red", linestyle="--", label=f"{marked_x:.2g}")
     axis.set(xscale="log", xlabel=xlabel, ylabel=ylabel)
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_precision_recall(recall, precisions: dict[str, np.ndarray], title: str,
                           path: Path) -> None:
     """Precision against recall, one line per name (the last drawn bold, black); negative
     precision (a class absent from the truth) is left out."""
-    figure, axis = plt.subplots(figsize=(6, 4.5))
+    figure = _figure(figsize=(6, 4.5))
+    axis = figure.subplots()
     for number, (name, precision) in enumerate(precisions.items()):
         last = number == len(precisions) - 1
         if (precision >= 0).any():
@@ -89,18 +98,17 @@ def plot_precision_recall(recall, precisions: dict[str, np.ndarray], title: str,
     axis.legend(fontsize=7, loc="lower left", ncol=2)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_heatmaps(maps, titles: list[str], xlabel: str, ylabel: str, path: Path) -> None:
     """2-D maps [rows, columns] side by side (e.g. spectrograms: bins x frames), origin below."""
-    figure, axes = plt.subplots(1, len(maps), figsize=(3 * len(maps), 3), squeeze=False)
+    figure = _figure(figsize=(3 * len(maps), 3))
+    axes = figure.subplots(1, len(maps), squeeze=False)
     for axis, values, title in zip(axes[0], maps, titles):
         axis.imshow(values, origin="lower", aspect="auto")
         axis.set(title=title, xlabel=xlabel, ylabel=ylabel)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
@@ -108,8 +116,8 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
     """uint8 RGB images in rows of four, each with its own title and title colour."""
     columns = 4
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows + 0.4),
-                                squeeze=False)
+    figure = _figure(figsize=(2.6 * columns, 2.8 * rows + 0.4))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, text, colour in zip(axes.flat, images, titles, colours):
@@ -118,7 +126,6 @@ def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_boxes(panels: list[tuple[np.ndarray, list[tuple], str]], title: str, path: Path) -> None:
@@ -129,8 +136,8 @@ def plot_boxes(panels: list[tuple[np.ndarray, list[tuple], str]], title: str, pa
 
     columns = min(4, len(panels))
     rows = max(1, -(-len(panels) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows + 0.4),
-                                squeeze=False)
+    figure = _figure(figsize=(3.2 * columns, 3.4 * rows + 0.4))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, (picture, boxes, text) in zip(axes.flat, panels):
@@ -144,14 +151,14 @@ def plot_boxes(panels: list[tuple[np.ndarray, list[tuple], str]], title: str, pa
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_attribution(background: np.ndarray, attributions: np.ndarray, title: str, path: Path,
                      spectrogram: bool = False) -> None:
     """The input beside the input under its attribution map (positive part, red-yellow):
     pixels as an image, a spectrogram [frames, bins] with time along the x axis."""
-    figure, axes = plt.subplots(1, 2, figsize=(9 if spectrogram else 7, 3.8))
+    figure = _figure(figsize=(9 if spectrogram else 7, 3.8))
+    axes = figure.subplots(1, 2)
     evidence = np.clip(attributions, 0, None)
     evidence = evidence / (evidence.max() or 1.0)
     if spectrogram:
@@ -170,7 +177,6 @@ def plot_attribution(background: np.ndarray, attributions: np.ndarray, title: st
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def write_token_page(tokens, attributions, text: str, verdict: str, path: Path) -> None:
@@ -197,13 +203,13 @@ def write_token_page(tokens, attributions, text: str, verdict: str, path: Path) 
 
 def plot_scatter(points: np.ndarray, labels: np.ndarray, title: str, path: Path) -> None:
     """2-D points coloured by their integer label, with a colour bar."""
-    figure, axis = plt.subplots(figsize=(6, 5))
+    figure = _figure(figsize=(6, 5))
+    axis = figure.subplots()
     scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
     figure.colorbar(scatter, ax=axis, label="class")
     axis.set(title=title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def tile_images(images: np.ndarray, columns: int = 8, scale: int = 2) -> np.ndarray:

@@ -9,6 +9,8 @@ interrupted search there. The end: `best_config.json`, a `--config` file for `tr
 TUNE_REPORT.md, a table of the trials.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import json
@@ -19,7 +21,7 @@ import keras_tuner
 import zoo
 from apps.core import rundir
 from apps.core.errors import RunError
-from apps.core.train import check_options, train
+from apps.core.runner import check_options, train
 
 SEARCHED_SCHEDULES = ["cosine", "constant", "onecycle"]
 NOT_IN_A_CONFIG_FILE = ("run_dir", "export_dir")

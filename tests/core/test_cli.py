@@ -1,10 +1,13 @@
 """The command line's answers to user mistakes: one line naming the flag, exit status 2, and
 nothing trained; and what `--help` and `list` print."""
 
+import subprocess
+import sys
+
 import pytest
 
 from apps import APP_NAMES
-from tests.conftest import cli_in_process
+from tests.conftest import REPO_ROOT, cli_in_process
 
 
 def one_error_line(capsys, *args) -> str:
@@ -74,6 +77,36 @@ def test_help_lists_every_shared_option_with_its_default(capsys):
                  "--run-dir", "--export-dir", "--model-arg"):
         assert flag in out
     assert "'mnist_cnn'" in out
+
+
+WITHOUT_TENSORFLOW = """
+import contextlib, io, sys
+from apps.cli import defer_imports, main
+defer_imports()
+from apps import APP_NAMES, get_app
+for app in APP_NAMES:
+    for argv in ([app, "--help"], [app, "train", "--help"], [app, "train", "--epochs", "x"],
+                 [app, "predict"]):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                status = main(APP_NAMES, get_app, argv)
+            except SystemExit as exit_:
+                status = exit_.code
+        print(" ".join(argv), status, "tensorflow.python" in sys.modules, flush=True)
+"""
+
+
+def test_help_and_usage_errors_answer_from_the_declarations_without_tensorflow():
+    """Every app's help, a run command's help and two usage errors, in one fresh process as
+    `python -m apps` sets it up: answered (0 for help, 2 for an error) before TensorFlow is
+    ever imported. bench.startup times them."""
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    answers = [line.rsplit(" ", 2) for line in result.stdout.splitlines()]
+    assert len(answers) == 4 * len(APP_NAMES)
+    for command, status, imported in answers:
+        assert (status, imported) == ("0" if command.endswith("--help") else "2", "False"), command
 
 
 def test_list_names_apps_and_models_with_task_and_size(capsys):

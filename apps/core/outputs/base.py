@@ -1,6 +1,8 @@
 """The interface every kind of model output implements, and the one pass over the test split
 whose predictions feed a run's test metrics, plots, worst mistakes and explanations."""
 
+from __future__ import annotations
+
 import abc
 import dataclasses
 import json
@@ -9,8 +11,6 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-
-from apps.core.fit import batch_sums
 
 
 @dataclasses.dataclass
@@ -29,6 +29,8 @@ class TestPredictions:
 def predict_test_split(model, app, test_data: tf.data.Dataset) -> TestPredictions:
     """One pass over the batched `test_data`: the model's outputs, its `compute_loss` (the
     compiled loss, or a model's own objective) and the app's metrics per example, summed."""
+    from apps.core.fit import batch_sums  # the runner's module: its Keras classes load Keras
+
     trackers = [metric for metric in model.metrics
                 if metric.name not in ("loss", "compile_metrics")]
     for tracker in trackers:

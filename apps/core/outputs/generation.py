@@ -15,6 +15,8 @@ generated images the judge puts in the requested class. VAE: the held-out loss o
 reconstructions and the judge's accuracy on them.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -47,22 +49,23 @@ def _draw(model, latent, labels=None) -> np.ndarray:
     return np.round(np.clip(images, 0, 1) * 255).astype("uint8")
 
 
-class SampleGrid(keras.callbacks.Callback):
-    """After every epoch, the same latent vectors drawn again into samples/epoch_NNN.png: a row
-    per class for conditional models (up to ten classes), else eight rows."""
+def sample_grid(run_dir, seed: int) -> keras.callbacks.Callback:
+    """A callback: after every epoch, the same latent vectors drawn again into
+    samples/epoch_NNN.png, a row per class for conditional models (up to ten classes), else eight
+    rows."""
 
-    def __init__(self, run_dir, seed: int):
-        super().__init__()
-        self.folder, self.seed = run_dir / "samples", seed
-
-    def on_epoch_end(self, epoch, logs=None):
-        classes = min(self.model.num_classes, 10)
+    def draw(epoch, logs=None):
+        model = grid.model
+        classes = min(model.num_classes, 10)
         rows = classes or GRID_COLUMNS
         labels = np.repeat(np.arange(classes), GRID_COLUMNS) if classes else None
-        latent = _latent(rows * GRID_COLUMNS, self.model.latent_dim, self.seed)
-        self.folder.mkdir(exist_ok=True)
-        plots.write_png(plots.tile_images(_draw(self.model, latent, labels), GRID_COLUMNS),
-                         self.folder / f"epoch_{epoch + 1:03d}.png")
+        latent = _latent(rows * GRID_COLUMNS, model.latent_dim, seed)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        plots.write_png(plots.tile_images(_draw(model, latent, labels), GRID_COLUMNS),
+                        run_dir / "samples" / f"epoch_{epoch + 1:03d}.png")
+
+    grid = keras.callbacks.LambdaCallback(on_epoch_end=draw)
+    return grid
 
 
 def _write_gif(run_dir) -> None:
@@ -243,7 +246,7 @@ class Generation(OutputKind):
                 **report_quality(model, predictions, splits, run_dir, config, rebuild)}
 
     def callbacks(self, run_dir, config) -> list:
-        return [SampleGrid(run_dir, config.seed)]
+        return [sample_grid(run_dir, config.seed)]
 
     def litert_comparison(self, saved: dict, litert: dict, targets: np.ndarray) -> dict:
         raise RunError("export-litert converts classifiers and forecasters; a generator's "

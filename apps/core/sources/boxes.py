@@ -10,6 +10,8 @@ with rows of class id -1 (`padded`), so a batch of pictures with different count
 pictures and rows made into DataSplits.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np

@@ -2,6 +2,8 @@
 (data/mnist: the 10,000 real MNIST test digits; the first 8,000 train and validate, the last
 2,000 test)."""
 
+from __future__ import annotations
+
 import gzip
 import struct
 from pathlib import Path

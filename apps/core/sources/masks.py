@@ -7,6 +7,8 @@ whose size differs from its image's, or a class id beyond `classes.txt` is skipp
 neighbour only (interpolating class ids would invent classes).
 """
 
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np

@@ -1,6 +1,8 @@
 """Labelled reviews: a CSV/TSV with text and label columns (and an optional split column), or
 an aclImdb folder (train/pos, train/neg, test/pos, test/neg, one review per file)."""
 
+from __future__ import annotations
+
 import csv
 from pathlib import Path
 

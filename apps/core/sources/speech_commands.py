@@ -2,6 +2,8 @@
 commands and "unknown" words, silence cut from `_background_noise_/`, split by speaker with the
 dataset's own hash rule or its list files; WAV files of any format read as float32 mono 16 kHz."""
 
+from __future__ import annotations
+
 import hashlib
 import re
 import warnings

@@ -5,6 +5,8 @@ the chief of a multi-worker cluster decides only where its files go and whether 
 reports and exports (as in the TF Model Garden's runner); nothing here knows which app it runs.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import datetime
 import json
