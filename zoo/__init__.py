@@ -13,10 +13,11 @@ from zoo.hub import save_hub_module
 from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.rnn import AddLastValue, RelativeToLast
+from zoo.segmentation import CrossentropyDiceLoss
 from zoo.transfer import BackboneModel, TransferClassifier
 
 __all__ = ["GAN", "GRADCAM_LAYER", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
-           "CenterNetLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
+           "CenterNetLoss", "CrossentropyDiceLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
            "TransferClassifier", "build", "decode_detections", "describe",
            "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
            "save_hub_module", "text_source", "unfreeze_top"]

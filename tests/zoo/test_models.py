@@ -110,6 +110,25 @@ CHEAP_OPTIONS = {"image_transfer": {"backbone": "convnet", "input_shape": (32, 3
                  "text_transfer": {"sequence_length": 16},
                  "unet": {"input_shape": (32, 32, 3)}, "centernet": {"input_shape": (32, 32, 3)}}
 
+def test_segmentation_loss_is_the_crossentropy_plus_the_foreground_dice_of_each_picture():
+    """Against NumPy on the same input: each picture's mean cross-entropy plus 0.2 times
+    1 - 2|P*T| / (|P| + |T|), with P the probability of not being background and T the pixels
+    of every object class; the loss's config survives serialisation (a resumed run rebuilds
+    it)."""
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(4), size=(2, 5, 6)).astype("float32")
+    masks = rng.integers(0, 4, size=(2, 5, 6))
+    loss = zoo.CrossentropyDiceLoss(0.2)
+    per_picture = np.asarray(loss.call(masks, probabilities))
+    chosen = np.take_along_axis(probabilities, masks[..., None], axis=-1)[..., 0]
+    crossentropy = -np.log(chosen).reshape(2, -1).mean(axis=1)
+    foreground = (1 - probabilities[..., 0]).reshape(2, -1)
+    truth = (masks > 0).reshape(2, -1)
+    dice = 1 - 2 * (foreground * truth).sum(axis=1) / (foreground.sum(axis=1) + truth.sum(axis=1))
+    np.testing.assert_allclose(per_picture, crossentropy + 0.2 * dice, rtol=1e-5)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).dice_weight == 0.2
+
+
 JAX_TRAIN_STEP = """
 import json, tempfile, keras, numpy as np, zoo
 from tests.conftest import write_tiny_bert_preset
@@ -126,6 +145,10 @@ for name in zoo.list_models():
     if isinstance(model, (zoo.VAE, zoo.GAN)):  # their loss is their own
         model.compile(optimizer="sgd")
         losses[name] = float(model.train_on_batch(inputs, return_dict=True)["loss"])
+    elif zoo.describe(name)["task"] == "semantic_segmentation":  # masks, the app's loss
+        masks = np.random.default_rng(0).integers(0, 3, (len(inputs), *inputs.shape[1:3]))
+        model.compile(optimizer="sgd", loss=zoo.CrossentropyDiceLoss())
+        losses[name] = float(model.train_on_batch(inputs, masks))
     elif zoo.describe(name)["task"] == "object_detection":  # box rows, CenterNet's loss
         rows = np.array([[[3, 0.1, 0.2, 0.6, 0.7], [-1, 0, 0, 0, 0]]] * len(inputs), "float32")
         model.compile(optimizer="sgd", loss=CenterNetLoss())
