@@ -22,16 +22,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import zoo
-
-if TYPE_CHECKING:
-    from apps.core.app import TensorInput
 
 METHODS = ("integrated_gradients", "gradcam", "saliency")
 SIGNATURES = {"integrated_gradients": "explain", "gradcam": "explain_gradcam",
@@ -61,7 +58,7 @@ class Explanation:
     target: Callable[..., tuple[tf.Tensor, tf.Tensor]] | None = None
     activation: str | None = None
     subject: str = ""
-    choice: TensorInput | None = None
+    choice: Any = None
 
     # `served_input`: one item of the app's `read_inputs` -> `serving_default`'s raw input, where
     # the two differ (vision reads image bytes; its explanations are on the decoded pixels).
@@ -74,8 +71,9 @@ class Explanation:
     # `explained_class` and `explained_score` instead of `probabilities`. None: the predicted
     # class's probability.
     # `subject`: how `explain` titles it, formatted with `name` (the class) and `score`.
-    # `choice`: a second input of the explain signatures, what to explain (e.g. a class id, -1
-    # for the target's own default), given to `target(outputs, choice)`.
+    # `choice`: a second input of the explain signatures (an `apps.core.TensorInput`), what to
+    # explain (e.g. a class id, -1 for the target's own default), given to
+    # `target(outputs, choice)`.
 
 
 def _find_layer(model, name: str):
