@@ -145,6 +145,6 @@ APP = App(
     extra_report=extra_report,
     save_artifacts=save_split_lists,
     config_class=SpeechConfig,
-    defaults={"model": "speech_cnn", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3,
+    defaults={"model": "speech_cnn", "epochs": 16, "batch_size": 64, "learning_rate": 3e-3,
               "patience": 8},
 )

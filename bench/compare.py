@@ -292,6 +292,9 @@ def compare(name: str, pairs: int, lever: dict) -> dict:
             "target": target, "reference_seconds": baseline_seconds,
             "runner_seconds": runner_seconds, "runner_final": runner[-1][race.metric],
             "reference_epochs": len(baseline), "runner_epochs": len(runner),
+            # Whole runs (to the end of each one's last epoch), for the default-run table.
+            "reference_whole_seconds": baseline[-1]["seconds"],
+            "runner_whole_seconds": runner[-1]["seconds"],
             "runner_epochs_to_target": next((row["epoch"] for row in runner
                                              if reached(row[race.metric], target, race.metric)),
                                             None),

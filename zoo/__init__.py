@@ -4,7 +4,7 @@ Public names only here; apps use nothing else of the zoo.
 """
 
 from zoo import cnn, detection, efficientnet_lite, generative, mlp, rnn, segmentation, text, transfer  # noqa: F401
-from zoo.backbones import BackboneSource, image_source, text_source
+from zoo.backbones import BackboneSource, image_source, longest_in_tokens, text_source
 from zoo.detection import CenterNetLoss, decode_detections
 from zoo.efficientnet_lite import ImageNetClassifier
 from zoo.finetune import fine_tunable_variables, unfreeze_top
@@ -19,5 +19,5 @@ from zoo.transfer import BackboneModel, TransferClassifier
 __all__ = ["GAN", "GRADCAM_LAYER", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
            "CenterNetLoss", "CrossentropyDiceLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
            "TransferClassifier", "build", "decode_detections", "describe",
-           "fine_tunable_variables", "get_entry", "image_source", "list_models", "register_model",
-           "save_hub_module", "text_source", "unfreeze_top"]
+           "fine_tunable_variables", "get_entry", "image_source", "list_models", "longest_in_tokens",
+           "register_model", "save_hub_module", "text_source", "unfreeze_top"]

@@ -233,3 +233,11 @@ class BackboneTokenizer(layers.Layer):
     def get_config(self):
         return {**super().get_config(),
                 "preprocessor": keras.saving.serialize_keras_object(self.preprocessor)}
+
+
+def longest_in_tokens(backbone: str, text_batches, sequence_length: int) -> int:
+    """The most of `backbone`'s tokens that any text of `text_batches` (string tensors) takes,
+    [CLS] and [SEP] included, counted up to `sequence_length`: as far as padding needs to go."""
+    tokenizer = BackboneTokenizer.from_source(text_source(backbone), sequence_length)
+    return max(int(keras.ops.max(keras.ops.sum(tokenizer(texts)[1], axis=1)))
+               for texts in text_batches)

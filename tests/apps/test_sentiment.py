@@ -7,11 +7,12 @@ import importlib.util
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import zoo
 from apps import get_app
 from apps.core import DataError, resolve_config, train
-from apps.sentiment import load_data
+from apps.sentiment import fitted_sequence_length, load_data
 from tests.conftest import REPO_ROOT, BackboneAfterEachFit
 
 APP = get_app("sentiment")
@@ -27,6 +28,7 @@ def test_pretrained_default_reaches_90_percent_and_generalises(sample_run):
     assert metrics["test_accuracy"] >= 0.90, metrics
     assert metrics["unseen_accuracy"] >= 0.80, metrics
     assert metrics["epochs_trained"] == config.epochs + config.fine_tune_epochs  # both phases
+    assert metrics["sequence_length"] == 48  # the sample's longest training review in tokens
     assert (REPO_ROOT / config.run_dir / "phase_fine_tune.json").exists()
     assert "- unseen_accuracy: " in (REPO_ROOT / config.run_dir / "MODEL_CARD.md").read_text()
 
@@ -52,6 +54,14 @@ def test_models_from_scratch_learn_the_sample(model, sample_run):
     """With the app's defaults (its --cache-features too) but 6 epochs at 1e-3."""
     _, metrics = sample_run("sentiment", model=model, epochs=6, learning_rate=1e-3)
     assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
+
+
+def test_reviews_are_padded_only_as_far_as_the_longest_training_review_needs(tiny_bert_preset):
+    """12 words and [CLS], [SEP]: 14 tokens, rounded up to 16; never past the option's length."""
+    reviews = tf.data.Dataset.from_tensor_slices((
+        ["the plot was fine", "the plot was fine and the movie was not long at all"], [1, 0]))
+    assert fitted_sequence_length(tiny_bert_preset, reviews, 128) == 16
+    assert fitted_sequence_length(tiny_bert_preset, reviews, 12) == 12
 
 
 @pytest.mark.parametrize("fine_tune,changes", [("0", False), ("all", True)])
