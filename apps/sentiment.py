@@ -51,8 +51,10 @@ def build_model(config, splits: DataSplits) -> keras.Model:
                "num_classes": len(CLASS_NAMES)}
     if config.model == "text_transfer":
         if "sequence_length" not in config.model_options():
-            options["sequence_length"] = splits.facts["sequence_length"] = fitted_sequence_length(
-                options["backbone"], splits.train, options["sequence_length"])
+            if "sequence_length" not in splits.facts:  # counted once; the model is rebuilt later
+                splits.facts["sequence_length"] = fitted_sequence_length(
+                    options["backbone"], splits.train, options["sequence_length"])
+            options["sequence_length"] = splits.facts["sequence_length"]
         return zoo.build(config.model, **{**options, "raw_text": True})
     text = keras.Input(shape=(), dtype="string", name="text")
     vectorizer = keras.layers.TextVectorization(
