@@ -3,7 +3,7 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist vision sentiment speech forecast generative segmentation detection
+APPS := mnist vision sentiment speech forecast generative segmentation detection translate
 ARGS ?=
 PYTEST_ARGS ?=
 

@@ -3,7 +3,7 @@
 import importlib
 
 APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative", "segmentation",
-             "detection")
+             "detection", "translate")
 
 
 def get_app(name: str):

@@ -5,9 +5,9 @@ A is the code a user would copy (`bench.references`, written as its source write
 same data (the app's own splits of its shipped or generated sample) on this machine, and are
 scored on the same held-out test split after every epoch. A and B runs alternate. For each pair,
 the target is A's final test quality (accuracy, MAE for the forecaster, mean IoU for
-segmentation, pycocotools' mAP@0.5 for detection); each side's time-to-target is its wall time
-from the start (data loading, model building, every callback, validation, both phases) to the
-end of the first epoch whose test quality reaches the target,
+segmentation, pycocotools' mAP@0.5 for detection, exact match for translation); each side's
+time-to-target is its wall time from the start (data loading, model building, every callback,
+validation, both phases) to the end of the first epoch whose test quality reaches the target,
 the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
 
     python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...] [--option KEY=VALUE]
@@ -36,6 +36,7 @@ from apps import get_app
 from apps.core import resolve_config, train
 from apps.core.outputs.detection import MAX_DETECTIONS, average_precision
 from apps.core.outputs.segmentation import iou_report
+from apps.core.outputs.translation import normalised, translate
 from bench import references
 from bench.references import arrays
 from bench.results import write_results
@@ -54,7 +55,7 @@ class QualityClock(keras.callbacks.Callback):
     def __init__(self, metric: str):
         super().__init__()
         self.metric, self.rows, self.started = metric, [], time.perf_counter()
-        self.inputs = self.targets = self.to_units = self.head_features = None
+        self.inputs = self.targets = self.to_units = self.head_features = self.decode = None
 
     @contextlib.contextmanager
     def paused(self):
@@ -62,16 +63,21 @@ class QualityClock(keras.callbacks.Callback):
         yield
         self.started += time.perf_counter() - paused_at
 
-    def score_inputs(self, inputs, targets, to_units=None, head_features=None) -> None:
+    def score_inputs(self, inputs, targets, to_units=None, head_features=None,
+                     decode=None) -> None:
         """The test split as the scored model takes it; `to_units` maps predictions back to the
         targets' units; `head_features(inputs)` gives a head fitted on cached backbone features
-        its input."""
+        its input; `decode(model, inputs)` gives a translator's sentences."""
         self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
-        self.to_units, self.head_features = to_units, head_features
+        self.to_units, self.head_features, self.decode = to_units, head_features, decode
 
     def quality(self, model) -> float:
         if self.metric == "map_50":
             return detection_map_50(model, self.inputs, self.targets)
+        if self.metric == "exact_match":
+            references = [normalised(target.decode()) for target in self.targets]
+            return float(np.mean([output == reference for output, reference
+                                  in zip(self.decode(model, self.inputs), references)]))
         inputs = self.inputs
         if self.head_features is not None and len(model.inputs[0].shape) != inputs.ndim:
             if not isinstance(self.head_features, np.ndarray):
@@ -239,6 +245,11 @@ RACES = {
                       "map_50", lambda splits, test, clock, seed:
                       references.detection_keras_hub_retinanet(splits, test, clock, seed),
                       {"model": "centernet"}),
+    "translate": Race("translate", "keras.io neural_machine_translation_with_transformer "
+                                   "(embedding 256, feed-forward 2048, 8 heads, RMSprop, batch "
+                                   "64, its 1 epoch)", "exact_match",
+                      lambda splits, test, clock, seed: references.translation_keras_io(
+                          splits, test, clock, seed, epochs=1), {"model": "transformer_seq2seq"}),
 }
 
 
@@ -269,7 +280,11 @@ def ours(race: Race, seed: int) -> list[dict]:
                                  else inputs, verbose=0)
 
     clock = QualityClock(race.metric)
-    clock.score_inputs(*test, head_features=head_features)
+    if race.metric == "exact_match":
+        clock.score_inputs(test[0]["text"], test[1],
+                           decode=lambda model, texts: translate(model, texts)[0])
+    else:
+        clock.score_inputs(*test, head_features=head_features)
     with tempfile.TemporaryDirectory() as folder:
         _, config = _config(race, seed, run_dir=f"{folder}/run", export_dir=f"{folder}/exports")
         train(app, config, callbacks=(clock,))

@@ -220,6 +220,9 @@ TINY_RUNS = {
     "segmentation": {"epochs": 1, "image_size": 32, "model_arg": ["filters=(8, 16, 32)"]},
     "detection": {"epochs": 1, "image_size": 32,
                   "model_arg": ["filters=(8, 16, 32)", "head_filters=8"]},
+    "translate": {"train_values": 0, "max_examples": 600, "epochs": 1,
+                  "model_arg": ["embedding_dim=16", "num_heads=2", "feed_forward_dim=16",
+                                "num_layers=1"]},
 }
 
 

@@ -3,7 +3,7 @@
 Public names only here; apps use nothing else of the zoo.
 """
 
-from zoo import cnn, detection, efficientnet_lite, generative, mlp, rnn, segmentation, text, transfer  # noqa: F401
+from zoo import cnn, detection, efficientnet_lite, generative, mlp, rnn, segmentation, seq2seq, text, transfer  # noqa: F401
 from zoo.backbones import BackboneSource, image_source, longest_in_tokens, text_source
 from zoo.detection import CenterNetLoss, decode_detections
 from zoo.efficientnet_lite import ImageNetClassifier
@@ -14,10 +14,12 @@ from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.rnn import AddLastValue, RelativeToLast
 from zoo.segmentation import CrossentropyDiceLoss
+from zoo.seq2seq import Translator, greedy_decode
 from zoo.transfer import BackboneModel, TransferClassifier
 
 __all__ = ["GAN", "GRADCAM_LAYER", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
            "CenterNetLoss", "CrossentropyDiceLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
-           "TransferClassifier", "build", "decode_detections", "describe",
-           "fine_tunable_variables", "get_entry", "image_source", "list_models", "longest_in_tokens",
+           "TransferClassifier", "Translator", "build", "decode_detections", "describe",
+           "fine_tunable_variables", "get_entry", "greedy_decode", "image_source", "list_models",
+           "longest_in_tokens",
            "register_model", "save_hub_module", "text_source", "unfreeze_top"]

@@ -28,14 +28,16 @@ CALIBRATION_EXAMPLES = 200
 
 def _one_example_function(saved_model, example: np.ndarray):
     """The export's serving_default on one example of `example`'s shape, returning its numeric
-    outputs (TF Lite has no string tables; the class names stay in labels.txt)."""
+    outputs (TF Lite has no string tables; the class names stay in labels.txt), or where it has
+    none (a translation) all of them, which the converter then refuses by the op it lacks."""
     signature = saved_model.signatures[SIGNATURE]
     (input_name, spec), = signature.structured_input_signature[1].items()
 
     @tf.function(input_signature=[tf.TensorSpec([1, *np.shape(example)], spec.dtype, input_name)])
     def one_example(raw):
         outputs = signature(**{input_name: raw})
-        return {name: value for name, value in outputs.items() if value.dtype != tf.string}
+        numeric = {name: value for name, value in outputs.items() if value.dtype != tf.string}
+        return numeric or outputs
 
     return one_example.get_concrete_function()
 
@@ -95,12 +97,18 @@ def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: i
         raise RunError(f"the {app.name} app's exports have no {SIGNATURE} signature on one raw "
                        f"input to convert and compare; LiteRT export is for the classifier and "
                        f"forecast apps.")
-    test_inputs, test_targets = (np.concatenate(part) for part in zip(
-        *splits.test.take(max_examples).batch(256).as_numpy_iterator()))
-    calibration = None if quantize != "int8" else np.concatenate([
-        inputs for inputs, _ in splits.train.take(CALIBRATION_EXAMPLES).batch(256)
-        .as_numpy_iterator()])
     saved_model = tf.saved_model.load(str(version_dir))
+    (input_name, _), = saved_model.signatures[SIGNATURE].structured_input_signature[1].items()
+
+    def served(inputs):  # a model that reads more than it serves (a translator, its targets)
+        return inputs[input_name] if isinstance(inputs, dict) else inputs
+
+    test_inputs, test_targets = (np.concatenate(part) for part in zip(*(
+        (served(inputs), targets) for inputs, targets
+        in splits.test.take(max_examples).batch(256).as_numpy_iterator())))
+    calibration = None if quantize != "int8" else np.concatenate([
+        served(inputs) for inputs, _ in splits.train.take(CALIBRATION_EXAMPLES).batch(256)
+        .as_numpy_iterator()])
     function = _one_example_function(saved_model, test_inputs[0])
     model_bytes = convert(saved_model, function, version_dir, quantize, calibration)
     litert_outputs, litert_seconds = _per_example(_litert_call(model_bytes), test_inputs)

@@ -111,6 +111,19 @@ def plot_heatmaps(maps, titles: list[str], xlabel: str, ylabel: str, path: Path)
     figure.savefig(path, dpi=100)
 
 
+def plot_attention(maps, source_words: list[list[str]], output_words: list[list[str]],
+                   path: Path) -> None:
+    """Attention maps [output words, source words] side by side, each word on its axis."""
+    figure = _figure(figsize=(4 * len(maps), 4))
+    axes = figure.subplots(1, len(maps), squeeze=False)
+    for axis, values, sources, outputs in zip(axes[0], maps, source_words, output_words):
+        axis.imshow(values, cmap="viridis", vmin=0, aspect="auto")
+        axis.set_xticks(range(len(sources)), sources, rotation=60, ha="right", fontsize=8)
+        axis.set_yticks(range(len(outputs)), outputs, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
 def plot_image_grid(images, titles: list[str], colours: list[str], title: str,
                     path: Path) -> None:
     """uint8 RGB images in rows of four, each with its own title and title colour."""

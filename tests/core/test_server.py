@@ -73,7 +73,7 @@ def confident_heatmaps(model) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A server process over untrained exports of the seven predicting apps (the explain
+    """A server process over untrained exports of the eight predicting apps (the explain
     signatures where the tests call them: mnist's and vision's)."""
     root = tmp_path_factory.mktemp("served")
     rng = np.random.default_rng(0)
@@ -89,6 +89,10 @@ def server(tmp_path_factory):
                      model_arg=["filters=(4, 8)"])
     export_untrained("detection", root, explained=False, adjust=confident_heatmaps,
                      image_size=16, model_arg=["filters=(4, 8)", "head_filters=4"])
+    export_untrained("translate", root, {"text": np.array(["one", "two hundred"]),
+                                         "target": np.array(["uno", "doscientos"])},
+                     model_arg=["embedding_dim=8", "num_heads=2", "feed_forward_dim=8",
+                                "num_layers=1"])
     write_half_plus_three(root / "half_plus_three" / "123")
     port = free_ports(1)[0]
     process = subprocess.Popen(
@@ -363,3 +367,9 @@ def test_the_demo_page_calls_every_model_from_a_real_browser(server, browser, tm
     assert all(0 <= x_min <= x_max <= 256 and 0 <= y_min <= y_max <= 50
                for x_min, y_min, x_max, y_max in (box["box"] for box in drawn))
     assert section("detection").find_elements(By.CSS_SELECTOR, "canvas.boxes")
+
+    sentence = "two hundred and one"
+    section("translate").find_element(By.TAG_NAME, "textarea").send_keys(sentence)
+    expected = requests.post(f"{url}/translate:predict", json={"instances": [sentence]}).json()
+    assert predicted("translate", "[data-translation]").get_attribute("data-translation") == \
+        expected["predictions"][0]

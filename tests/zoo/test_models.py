@@ -49,6 +49,8 @@ def expected_output_shape(name: str):
     if zoo.describe(name)["task"] == "object_detection":  # CenterNet's maps at a quarter size
         return (3, *(side // 4 for side in defaults["input_shape"][:2]),
                 defaults["num_classes"] + 4)
+    if zoo.describe(name)["task"] == "translation":  # logits of every target step
+        return (3, defaults["sequence_length"], defaults["target_vocab_size"])
     width = (defaults.get("horizon") or defaults.get("num_classes") or defaults.get("num_outputs")
              or 1)
     return (3, width)

@@ -5,6 +5,7 @@ from apps.core.outputs.base import OutputKind, TestPredictions, predict_test_spl
 from apps.core.outputs.classification import Classification, worst_mistakes
 from apps.core.outputs.forecast import Forecast, baselines
 from apps.core.outputs.generation import Generation
+from apps.core.outputs.translation import Translation
 
-__all__ = ["Classification", "Forecast", "Generation", "OutputKind", "TestPredictions",
+__all__ = ["Classification", "Forecast", "Generation", "OutputKind", "TestPredictions", "Translation",
            "baselines", "predict_test_split", "worst_mistakes"]

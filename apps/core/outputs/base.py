@@ -124,7 +124,8 @@ class OutputKind(abc.ABC):
         sources, batch = app.read_inputs(arguments.inputs)
         outputs = serve(**{input_name: tf.constant(batch)})
         for index, source in enumerate(sources):
-            print(json.dumps({"input": source, **self.predict_line(outputs, index)}))
+            print(json.dumps({"input": source, **self.predict_line(outputs, index)},
+                             ensure_ascii=False))
 
     def card_section(self, metrics: dict) -> list[str]:
         """Lines of the model card's own section for this kind (none by default)."""
