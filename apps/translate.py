@@ -116,7 +116,7 @@ APP = App(
     config_class=TranslateConfig,
     app_model_options={"source_vocab_size": "the training part's source words",
                        "target_vocab_size": "the training part's target words"},
-    defaults={"model": "transformer_seq2seq", "epochs": 4, "batch_size": 64,
+    defaults={"model": "transformer_seq2seq", "epochs": 3, "batch_size": 64,
               "learning_rate": 2e-3, "jit_compile": "off", "augment": False,
               "explain_examples": 0},
 )

@@ -3,13 +3,26 @@
 Public names only here; apps use nothing else of the zoo.
 """
 
-from zoo import cnn, detection, efficientnet_lite, generative, mlp, rnn, segmentation, seq2seq, text, transfer  # noqa: F401
+from zoo import (  # noqa: F401
+    cnn,
+    detection,
+    efficientnet_lite,
+    generative,
+    language,
+    mlp,
+    rnn,
+    segmentation,
+    seq2seq,
+    text,
+    transfer,
+)
 from zoo.backbones import BackboneSource, image_source, longest_in_tokens, text_source
 from zoo.detection import CenterNetLoss, decode_detections
 from zoo.efficientnet_lite import ImageNetClassifier
 from zoo.finetune import fine_tunable_variables, unfreeze_top
 from zoo.generative import GAN, VAE
 from zoo.hub import save_hub_module
+from zoo.language import generate, sampler
 from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.rnn import AddLastValue, RelativeToLast
@@ -20,6 +33,7 @@ from zoo.transfer import BackboneModel, TransferClassifier
 __all__ = ["GAN", "GRADCAM_LAYER", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
            "CenterNetLoss", "CrossentropyDiceLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
            "TransferClassifier", "Translator", "build", "decode_detections", "describe",
+           "generate", "sampler",
            "fine_tunable_variables", "get_entry", "greedy_decode", "image_source", "list_models",
            "longest_in_tokens",
            "register_model", "save_hub_module", "text_source", "unfreeze_top"]

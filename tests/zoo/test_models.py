@@ -51,6 +51,8 @@ def expected_output_shape(name: str):
                 defaults["num_classes"] + 4)
     if zoo.describe(name)["task"] == "translation":  # logits of every target step
         return (3, defaults["sequence_length"], defaults["target_vocab_size"])
+    if zoo.describe(name)["task"] == "language_modeling":  # logits of every next token
+        return (3, defaults["sequence_length"], defaults["vocab_size"])
     width = (defaults.get("horizon") or defaults.get("num_classes") or defaults.get("num_outputs")
              or 1)
     return (3, width)
