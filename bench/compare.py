@@ -37,7 +37,7 @@ from apps.core import resolve_config, train
 from apps.core.outputs.detection import MAX_DETECTIONS, average_precision
 from apps.core.outputs.segmentation import iou_report
 from apps.core.outputs.translation import normalised, translate
-from bench import references
+from bench import references, references_translation
 from bench.references import arrays
 from bench.results import write_results
 from zoo.backbones import checkpoint_folder, text_source
@@ -248,7 +248,7 @@ RACES = {
     "translate": Race("translate", "keras.io neural_machine_translation_with_transformer "
                                    "(embedding 256, feed-forward 2048, 8 heads, RMSprop, batch "
                                    "64, its 1 epoch)", "exact_match",
-                      lambda splits, test, clock, seed: references.translation_keras_io(
+                      lambda splits, test, clock, seed: references_translation.translation_keras_io(
                           splits, test, clock, seed, epochs=1), {"model": "transformer_seq2seq"}),
 }
 
