@@ -26,7 +26,7 @@ import tensorflow as tf
 
 import zoo
 from apps.core import App, Classification, DataSplits, Explanation, Signature, TensorInput
-from apps.core.sources import SAMPLES_DIR, load_tfds, resolve_source, reviews
+from apps.core.sources import SAMPLES_DIR, load_tfds, resolve_source, reviews, texts_or_files
 
 CLASS_NAMES = ["negative", "positive"]
 SAMPLE_CSV = SAMPLES_DIR / "reviews" / "reviews.csv"
@@ -100,18 +100,6 @@ def extra_report(model, splits: DataSplits, run_dir: Path, config, predictions) 
     return {"unseen_accuracy": _unseen_accuracy(model)}
 
 
-def read_inputs(inputs: list[str]) -> tuple[list[str], np.ndarray]:
-    """Review texts as given, or for an argument that names a file, one review per line."""
-    texts = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_file():
-            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines() if reviews.keep(line))
-        else:
-            texts.append(item)
-    return texts, np.array(texts, dtype=object)
-
-
 APP = App(
     name="sentiment",
     summary="positive or negative movie reviews from raw text",
@@ -123,7 +111,7 @@ APP = App(
     metrics=("accuracy",),
     signatures={"serving_default": Signature(TensorInput("text", "string", (None,)))},
     explanation=Explanation(layer="token_embedding", token_strings=token_strings),
-    read_inputs=read_inputs,
+    read_inputs=texts_or_files,
     app_model_options={"num_classes": "negative and positive", "raw_text": "the raw text input"},
     extra_report=extra_report,
     defaults={"model": "text_transfer", "epochs": 10, "batch_size": 32, "learning_rate": 3e-3,

@@ -19,13 +19,12 @@ import dataclasses
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import zoo
 from apps.core import App, DataError, DataSplits, Signature, TensorInput, TrainConfig, option
 from apps.core.outputs import Translation
-from apps.core.sources import load_tfds, resolve_source, sentence_pairs
+from apps.core.sources import load_tfds, resolve_source, sentence_pairs, texts_or_files
 
 LANGUAGES = ("es", "fr", "de", "it", "pt")
 
@@ -83,19 +82,6 @@ def build_model(config, splits: DataSplits) -> zoo.Translator:
                           name=f"translate_{config.model}")
 
 
-def read_inputs(inputs: list[str]) -> tuple[list[str], np.ndarray]:
-    """Sentences as given, or for an argument that names a file, one sentence per line."""
-    texts = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_file():
-            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines()
-                         if line.strip())
-        else:
-            texts.append(item)
-    return texts, np.array(texts, dtype=object)
-
-
 def translated(model, text):
     return {"translation": model.translate(text)[0]}
 
@@ -112,7 +98,7 @@ APP = App(
     signatures={"serving_default": Signature(TensorInput("text", "string", (None,)),
                                              outputs=translated,
                                              description="greedy translation of each text")},
-    read_inputs=read_inputs,
+    read_inputs=texts_or_files,
     config_class=TranslateConfig,
     app_model_options={"source_vocab_size": "the training part's source words",
                        "target_vocab_size": "the training part's target words"},

@@ -68,6 +68,20 @@ def load_tfds(name: str, splits: list[str], as_supervised: bool = True):
     return datasets, info
 
 
+def texts_or_files(inputs: list[str]) -> tuple[list[str], np.ndarray]:
+    """`predict`'s text inputs (a review, a sentence): each argument as given, or where it names
+    a file, the file's non-blank lines; (the texts, the same as a string batch)."""
+    texts = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_file():
+            texts.extend(line for line in path.read_text(encoding="utf-8").splitlines()
+                         if line.strip())
+        else:
+            texts.append(item)
+    return texts, np.array(texts, dtype=object)
+
+
 TEST_FRACTION = 0.15
 
 
