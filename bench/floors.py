@@ -108,6 +108,15 @@ FLOORS = [
     Floor("transformer_seq2seq (translate)", "translate", (),
           "exact match, values in [740,000, 760,000)",
           lambda m: m["exact_match_by_group"]["value in [740,000, 760,000)"], 0.97),
+    # #25's textgen: held-out bits per character, and continuations of 20 held-out documents'
+    # first words holding a 12-word run of the training text no more often than those
+    # documents themselves do.
+    Floor("gpt (textgen)", "textgen", (), "bits per character", lambda m: m["bits_per_character"],
+          2.85, at_least=False),
+    Floor("gpt (textgen)", "textgen", (), "share of continuations with a copied 12-word run, "
+          "less the held-out documents'", lambda m: (m["continuations_with_a_copied_run"]
+                                                    - m["held_out_with_a_copied_run"]), 0.0,
+          at_least=False),
 ]
 
 

@@ -223,6 +223,10 @@ TINY_RUNS = {
     "translate": {"train_values": 0, "max_examples": 600, "epochs": 1,
                   "model_arg": ["embedding_dim=16", "num_heads=2", "feed_forward_dim=16",
                                 "num_layers=1"]},
+    "textgen": {"data": "/usr/share/games/fortunes/fortunes", "epochs": 1, "vocabulary_size": 400,
+                "sequence_length": 32,
+                "model_arg": ["embedding_dim=16", "num_heads=2", "feed_forward_dim=16",
+                              "num_layers=1"]},
 }
 
 

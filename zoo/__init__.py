@@ -22,7 +22,7 @@ from zoo.efficientnet_lite import ImageNetClassifier
 from zoo.finetune import fine_tunable_variables, unfreeze_top
 from zoo.generative import GAN, VAE
 from zoo.hub import save_hub_module
-from zoo.language import generate, sampler
+from zoo.language import TextGenerator, filter_logits, generate, sampler
 from zoo.outputs import GRADCAM_LAYER
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.rnn import AddLastValue, RelativeToLast
@@ -32,8 +32,8 @@ from zoo.transfer import BackboneModel, TransferClassifier
 
 __all__ = ["GAN", "GRADCAM_LAYER", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
            "CenterNetLoss", "CrossentropyDiceLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
-           "TransferClassifier", "Translator", "build", "decode_detections", "describe",
-           "generate", "sampler",
+           "TextGenerator", "TransferClassifier", "Translator", "build", "decode_detections", "describe",
+           "filter_logits", "generate", "sampler",
            "fine_tunable_variables", "get_entry", "greedy_decode", "image_source", "list_models",
            "longest_in_tokens",
            "register_model", "save_hub_module", "text_source", "unfreeze_top"]

@@ -26,16 +26,18 @@ SIGNATURE = "serving_default"
 CALIBRATION_EXAMPLES = 200
 
 
-def _one_example_function(saved_model, example: np.ndarray):
-    """The export's serving_default on one example of `example`'s shape, returning its numeric
-    outputs (TF Lite has no string tables; the class names stay in labels.txt), or where it has
-    none (a translation) all of them, which the converter then refuses by the op it lacks."""
+def _one_example_function(saved_model, example_shapes: dict):
+    """The export's serving_default on one example (`example_shapes`: each input's shape after
+    the batch), returning its numeric outputs (TF Lite has no string tables; the class names
+    stay in labels.txt), or where it has none (a translation) all of them, which the converter
+    then refuses by the op it lacks."""
     signature = saved_model.signatures[SIGNATURE]
-    (input_name, spec), = signature.structured_input_signature[1].items()
+    specs = signature.structured_input_signature[1]
 
-    @tf.function(input_signature=[tf.TensorSpec([1, *np.shape(example)], spec.dtype, input_name)])
-    def one_example(raw):
-        outputs = signature(**{input_name: raw})
+    @tf.function(input_signature=[tf.TensorSpec([1, *example_shapes[name]], spec.dtype, name)
+                                  for name, spec in specs.items()])
+    def one_example(*raw):
+        outputs = signature(**dict(zip(specs, raw)))
         numeric = {name: value for name, value in outputs.items() if value.dtype != tf.string}
         return numeric or outputs
 
@@ -98,7 +100,15 @@ def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: i
                        f"input to convert and compare; LiteRT export is for the classifier and "
                        f"forecast apps.")
     saved_model = tf.saved_model.load(str(version_dir))
-    (input_name, _), = saved_model.signatures[SIGNATURE].structured_input_signature[1].items()
+    specs = saved_model.signatures[SIGNATURE].structured_input_signature[1]
+    if len(specs) > 1:  # a generator's prompt and options: converted to name the op it lacks
+        convert(saved_model, _one_example_function(
+            saved_model, {name: spec.shape[1:] for name, spec in specs.items()}), version_dir,
+            quantize, None)
+        raise RunError(f"--model-dir {version_dir}: the {SIGNATURE} signature takes "
+                       f"{len(specs)} inputs ({', '.join(specs)}); export-litert compares "
+                       f"one-input signatures on the test split.")
+    (input_name, _), = specs.items()
 
     def served(inputs):  # a model that reads more than it serves (a translator, its targets)
         return inputs[input_name] if isinstance(inputs, dict) else inputs
@@ -109,7 +119,7 @@ def export_litert(app, version_dir: Path, quantize: str, splits, max_examples: i
     calibration = None if quantize != "int8" else np.concatenate([
         served(inputs) for inputs, _ in splits.train.take(CALIBRATION_EXAMPLES).batch(256)
         .as_numpy_iterator()])
-    function = _one_example_function(saved_model, test_inputs[0])
+    function = _one_example_function(saved_model, {input_name: np.shape(test_inputs[0])})
     model_bytes = convert(saved_model, function, version_dir, quantize, calibration)
     litert_outputs, litert_seconds = _per_example(_litert_call(model_bytes), test_inputs)
     saved_outputs, saved_seconds = _per_example(

@@ -56,7 +56,6 @@ def run_workers(app: str, options: list[str], tmp_path, run_dirs=("run", "run"),
 
 
 @pytest.mark.long
-@pytest.mark.full_tier  # the two-worker VAE test below runs the same step in the fast tier
 def test_workers_log_the_apps_own_metrics(tmp_path):
     chief_output = run_workers("forecast", ["--epochs", "2", "--model-arg", "units=8"],
                                tmp_path)[0][0]
@@ -104,6 +103,7 @@ def check_resumed_together(app: str, outputs, tmp_path, committed: int, epochs: 
 
 
 @pytest.mark.long
+@pytest.mark.full_tier  # about 60 s; the forecaster's two-worker run above is the fast tier's
 def test_a_vae_trains_on_two_workers_in_step_resumes_after_a_kill_and_only_the_chief_exports(
         tmp_path):
     """The VAE's objective lives in its `compute_loss`: the workers' step calls it, as Keras'

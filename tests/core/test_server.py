@@ -17,6 +17,7 @@ import tensorflow as tf
 from apps import get_app
 from apps.core import DataSplits, resolve_config
 from apps.core.export import export_saved_model
+from apps.core.sources import texts
 from serving import wait_ready
 from tests.conftest import REPO_ROOT, run_cli
 from tests.core.test_multiworker import free_ports
@@ -91,6 +92,10 @@ def server(tmp_path_factory):
                      image_size=16, model_arg=["filters=(4, 8)", "head_filters=4"])
     export_untrained("translate", root, {"text": np.array(["one", "two hundred"]),
                                          "target": np.array(["uno", "doscientos"])},
+                     model_arg=["embedding_dim=8", "num_heads=2", "feed_forward_dim=8",
+                                "num_layers=1"])
+    export_untrained("textgen", root, context={"tokenizer_proto": texts.sentence_piece_proto(
+                         texts.read_documents(texts.FORTUNES_DIR / "fortunes"), 400)},
                      model_arg=["embedding_dim=8", "num_heads=2", "feed_forward_dim=8",
                                 "num_layers=1"])
     write_half_plus_three(root / "half_plus_three" / "123")
@@ -214,6 +219,9 @@ def test_bytes_travel_as_b64(server):
     ("POST", "/mnist:predict", {"instances": [[0] * 784] * 800}, 413, "--max-request-mb 1"),
     ("GET", "/mnist:predict", None, 405, "takes a POST"),
     ("POST", "/mnist:classify", {}, 404, "only :predict"),
+    ("POST", "/textgen:predict", {"instances": [{"prompt": "The", "max_new_tokens": 0,
+                                                 "temperature": 1.0, "top_k": 0, "seed": 1}]},
+     400, "max_new_tokens must be at least 1"),
 ])
 def test_bad_requests_get_a_json_error_and_the_server_stays_up(server, method, path, body,
                                                                   status, message):
@@ -367,6 +375,13 @@ def test_the_demo_page_calls_every_model_from_a_real_browser(server, browser, tm
     assert all(0 <= x_min <= x_max <= 256 and 0 <= y_min <= y_max <= 50
                for x_min, y_min, x_max, y_max in (box["box"] for box in drawn))
     assert section("detection").find_elements(By.CSS_SELECTOR, "canvas.boxes")
+
+    section("textgen").find_element(By.TAG_NAME, "textarea").send_keys("The cat")
+    expected = requests.post(f"{url}/textgen:predict", json={"instances": [
+        {"prompt": "The cat", "max_new_tokens": 40, "temperature": 0.8, "top_k": 40,
+         "seed": 0}]}).json()
+    assert predicted("textgen", "[data-generated]").get_attribute("data-generated") == \
+        expected["predictions"][0]["text"]
 
     sentence = "two hundred and one"
     section("translate").find_element(By.TAG_NAME, "textarea").send_keys(sentence)

@@ -5,7 +5,8 @@ from apps.core.outputs.base import OutputKind, TestPredictions, predict_test_spl
 from apps.core.outputs.classification import Classification, worst_mistakes
 from apps.core.outputs.forecast import Forecast, baselines
 from apps.core.outputs.generation import Generation
+from apps.core.outputs.language import LanguageModeling
 from apps.core.outputs.translation import Translation
 
-__all__ = ["Classification", "Forecast", "Generation", "OutputKind", "TestPredictions", "Translation",
-           "baselines", "predict_test_split", "worst_mistakes"]
+__all__ = ["Classification", "Forecast", "Generation", "LanguageModeling", "OutputKind",
+           "TestPredictions", "Translation", "baselines", "predict_test_split", "worst_mistakes"]
