@@ -6,7 +6,8 @@ Readers: `digits` (IDX files and the shipped MNIST sample), `images` (class fold
 (images/ and masks/ folders), `coco` and `voc` (object boxes; `boxes` converts box formats),
 `speech_commands` (Speech Commands folders, WAV files), `series` (CSV columns), `reviews` (review
 CSV/TSV files and aclImdb folders), `sentence_pairs` (tab-separated translation pairs, and the
-number words num2words writes). Generators of offline samples, each writing a reader's
+number words num2words writes), `texts` (text files and folders, Debian's fortunes, and the
+SentencePiece tokenizer trained on them). Generators of offline samples, each writing a reader's
 layout: `spoken_words` (the espeak-ng corpus), `digit_pictures` (class folders) and
 `digit_scenes` (images, masks and COCO boxes) from the shipped MNIST digits.
 """
