@@ -100,10 +100,12 @@ def bits_per_character(model: CharacterNgram, texts: list[str], order: int | Non
     return -total / math.log(2) / max(1, sum(len(text) for text in texts))
 
 
-def best_order(train: list[str], validation: list[str], orders=range(2, 9)) -> tuple[int, dict]:
-    """The order whose model scores `validation` best, and each order's bits per character on it:
-    the baseline is tuned on held-out text as fairly as the network's training is. Counted once,
-    at the highest order (or the highest whose codes fit 64 bits)."""
+def best_order(train: list[str], validation: list[str],
+               orders=range(2, 9)) -> tuple[int, dict, CharacterNgram]:
+    """The order whose model scores `validation` best, each order's bits per character on it,
+    and the counts (the baseline is tuned on held-out text as fairly as the network's training
+    is). Counted once, at the highest order (or the highest whose codes fit 64 bits); score
+    with the chosen order through `bits_per_character(model, texts, order)`."""
     orders = list(orders)
     for highest in sorted(orders, reverse=True):
         try:
@@ -113,4 +115,4 @@ def best_order(train: list[str], validation: list[str], orders=range(2, 9)) -> t
             continue
     scores = {order: round(bits_per_character(model, validation, order), 4)
               for order in orders if order <= highest}
-    return min(scores, key=scores.get), scores
+    return min(scores, key=scores.get), scores, model

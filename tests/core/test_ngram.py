@@ -54,7 +54,10 @@ def test_bits_per_character_and_the_order_chosen_on_validation():
     logs = np.concatenate(model.log_probabilities(TEST))
     expected = -logs.sum() / math.log(2) / sum(map(len, TEST))
     assert ngram.bits_per_character(model, TEST) == pytest.approx(expected)
-    order, scores = ngram.best_order(TRAIN, TEST, range(1, 5))
+    order, scores, counted = ngram.best_order(TRAIN, TEST, range(1, 5))
+    assert counted.order == 4
+    assert ngram.bits_per_character(counted, TEST, order) == pytest.approx(
+        ngram.bits_per_character(ngram.CharacterNgram(TRAIN, order), TEST))
     assert scores[3] == round(ngram.bits_per_character(model, TEST), 4)
     assert scores[order] == min(scores.values()) and set(scores) == {1, 2, 3, 4}
     with pytest.raises(ValueError, match="order 0"):

@@ -110,8 +110,8 @@ class LanguageModeling(OutputKind):
 
         train, validation, test = splits.context["documents"]
         totals, characters = log_likelihoods(model, test)
-        order, by_order = ngram.best_order(train, validation, range(2, 8))
-        baseline = ngram.bits_per_character(ngram.CharacterNgram(train, order), test)
+        order, by_order, counts = ngram.best_order(train, validation, range(2, 8))
+        baseline = ngram.bits_per_character(counts, test, order)
         metrics = {
             "bits_per_character": round(float(-totals.sum() / math.log(2) / characters.sum()), 4),
             "perplexity": round(math.exp(predictions.metrics["loss"]), 2),
