@@ -5,7 +5,8 @@ A is the code a user would copy (`bench.references`, written as its source write
 same data (the app's own splits of its shipped or generated sample) on this machine, and are
 scored on the same held-out test split after every epoch. A and B runs alternate. For each pair,
 the target is A's final test quality (accuracy, MAE for the forecaster, mean IoU for
-segmentation, pycocotools' mAP@0.5 for detection, exact match for translation); each side's
+segmentation, pycocotools' mAP@0.5 for detection, exact match for translation, bits per character
+for text generation); each side's
 time-to-target is its wall time from the start (data loading, model building, every callback,
 validation, both phases) to the end of the first epoch whose test quality reaches the target,
 the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
@@ -37,7 +38,7 @@ from apps.core import resolve_config, train
 from apps.core.outputs.detection import MAX_DETECTIONS, average_precision
 from apps.core.outputs.segmentation import iou_report
 from apps.core.outputs.translation import normalised, translate
-from bench import references, references_translation
+from bench import references, references_textgen, references_translation
 from bench.references import arrays
 from bench.results import write_results
 from zoo.backbones import checkpoint_folder, text_source
@@ -46,6 +47,8 @@ RESULTS = Path(__file__).with_name("compare.json")
 VISION_FOLDER = Path(tempfile.gettempdir()) / "keras-app-zoo-mnist-folder"
 VISION_WEIGHTS = VISION_FOLDER / "mobilenet_v2_digits_no_top.weights.h5"
 VISION_SIZE = 32
+TEXTGEN_REFERENCE_EPOCHS = 1
+WORD_TEXT = Path(tempfile.gettempdir()) / "keras-app-zoo-fortunes-words.txt"
 
 
 class QualityClock(keras.callbacks.Callback):
@@ -56,6 +59,7 @@ class QualityClock(keras.callbacks.Callback):
         super().__init__()
         self.metric, self.rows, self.started = metric, [], time.perf_counter()
         self.inputs = self.targets = self.to_units = self.head_features = self.decode = None
+        self.scorer = None
 
     @contextlib.contextmanager
     def paused(self):
@@ -64,14 +68,18 @@ class QualityClock(keras.callbacks.Callback):
         self.started += time.perf_counter() - paused_at
 
     def score_inputs(self, inputs, targets, to_units=None, head_features=None,
-                     decode=None) -> None:
+                     decode=None, scorer=None) -> None:
         """The test split as the scored model takes it; `to_units` maps predictions back to the
         targets' units; `head_features(inputs)` gives a head fitted on cached backbone features
-        its input; `decode(model, inputs)` gives a translator's sentences."""
+        its input; `decode(model, inputs)` gives a translator's sentences; `scorer(model)` is
+        the quality itself, for a model scored on its own terms (a language model)."""
         self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
         self.to_units, self.head_features, self.decode = to_units, head_features, decode
+        self.scorer = scorer
 
     def quality(self, model) -> float:
+        if self.scorer is not None:
+            return self.scorer(model)
         if self.metric == "map_50":
             return detection_map_50(model, self.inputs, self.targets)
         if self.metric == "exact_match":
@@ -146,8 +154,11 @@ class Race:
     options: dict
 
 
+LOWER_IS_BETTER = ("mae", "bits_per_character")
+
+
 def reached(quality: float, target: float, metric: str) -> bool:
-    return quality <= target if metric == "mae" else quality >= target
+    return quality <= target if metric in LOWER_IS_BETTER else quality >= target
 
 
 def time_to(rows: list[dict], target: float, metric: str) -> float | None:
@@ -202,6 +213,16 @@ def write_digits_folder(count: int = 1800) -> None:
     backbone.save_weights(VISION_WEIGHTS)
 
 
+def write_word_text() -> None:
+    """The fortunes as keras.io's miniature GPT reads them (`references_textgen.word_documents`),
+    one document per paragraph: the text both sides of the textgen race train on."""
+    from apps.core.sources.texts import fortunes
+
+    if not WORD_TEXT.exists():
+        WORD_TEXT.write_text("\n\n".join(references_textgen.word_documents(fortunes())) + "\n",
+                             encoding="utf-8")
+
+
 def _minilm_folder() -> str:
     """The packaged MiniLM checkpoint that `text_transfer` loads by default."""
     return checkpoint_folder(text_source("all-minilm-l6-v2"))
@@ -250,6 +271,12 @@ RACES = {
                                    "64, its 1 epoch)", "exact_match",
                       lambda splits, test, clock, seed: references_translation.translation_keras_io(
                           splits, test, clock, seed, epochs=1), {"model": "transformer_seq2seq"}),
+    "textgen": Race("textgen", "keras.io text_generation_with_miniature_gpt (word-level, 1 block, "
+                               f"embedding 256, batch 128, {TEXTGEN_REFERENCE_EPOCHS} of its 25 "
+                               "epochs)", "bits_per_character",
+                    lambda splits, test, clock, seed: references_textgen.text_generation_keras_io(
+                        splits, clock, seed, epochs=TEXTGEN_REFERENCE_EPOCHS),
+                    {"model": "gpt", "data": str(WORD_TEXT)}),
 }
 
 
@@ -283,6 +310,10 @@ def ours(race: Race, seed: int) -> list[dict]:
     if race.metric == "exact_match":
         clock.score_inputs(test[0]["text"], test[1],
                            decode=lambda model, texts: translate(model, texts)[0])
+    elif race.metric == "bits_per_character":
+        scored = references_textgen.scored_documents(splits.context["documents"][2])
+        clock.score_inputs(None, None, scorer=lambda model: (
+            references_textgen.generator_bits_per_character(model, scored)))
     else:
         clock.score_inputs(*test, head_features=head_features)
     with tempfile.TemporaryDirectory() as folder:
@@ -297,6 +328,8 @@ def compare(name: str, pairs: int, lever: dict) -> dict:
         race = dataclasses.replace(race, options={**race.options, **lever})
     if race.app == "vision":
         write_digits_folder()
+    if race.app == "textgen":
+        write_word_text()
     runs = []
     for pair in range(pairs):
         baseline, runner = reference(race, seed=pair), ours(race, seed=pair)
