@@ -11,8 +11,9 @@ quality is bits per character of the test documents' first 81 words (the example
 each word after the first predicted from the ones before it (`scored_documents`). On such text
 the example's word ids and the characters determine each other but for the out-of-vocabulary
 words: for those it gives the probability of [UNK], which is charged as an oracle would spell
-it, uniformly among the distinct out-of-vocabulary words of the scored documents (a spelling
-model no real one beats), so both sides give the probability of the same string.
+it, uniformly among the distinct out-of-vocabulary words of the scored documents (generous: a
+real spelling model does not know which words they will be), so both sides give the probability
+of the same string.
 """
 
 import math
@@ -109,7 +110,7 @@ def text_generation_keras_io(splits, clock, seed: int, epochs: int) -> None:
     rng = np.random.default_rng(seed)
     start_tokens = [vocab.index(word) if word in vocab else 1 for word in "this movie is".split()]
 
-    def generate_text(epoch, logs):  # 41 words: the prompt and they stay within MAXLEN
+    def generate_text(epoch, logs):  # the prompt and 41 words fit MAXLEN: no window cut
         tokens = list(start_tokens)
         while len(tokens) <= len(start_tokens) + 40:
             window = (tokens + [0] * MAXLEN)[:MAXLEN]
