@@ -6,10 +6,10 @@ same data (the app's own splits of its shipped or generated sample) on this mach
 scored on the same held-out test split after every epoch. A and B runs alternate. For each pair,
 the target is A's final test quality (accuracy, MAE for the forecaster, mean IoU for
 segmentation, pycocotools' mAP@0.5 for detection, exact match for translation, bits per character
-for text generation); each side's
-time-to-target is its wall time from the start (data loading, model building, every callback,
-validation, both phases) to the end of the first epoch whose test quality reaches the target,
-the per-epoch test scoring excluded. The reported figure is the median ratio A time / B time.
+for text generation); each side's time-to-target is its wall time from the start (data loading,
+model building, every callback, validation, both phases) to the end of the first epoch whose test
+quality reaches the target, the per-epoch test scoring excluded. The reported figure is the
+median ratio A time / B time.
 
     python -m bench.compare [--pairs 3] [--races mnist_mlp forecast ...] [--option KEY=VALUE]
 
