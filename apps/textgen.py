@@ -4,9 +4,10 @@ model -> zoo language model -> sampling inside the model -> text.
 Data: Debian's fortunes by default (`make fortunes`: English quotations, jokes and verse, BSD
 licence; apps/core/sources/texts.py), a UTF-8 file or folder of them (`--data PATH`: documents
 are paragraphs, or entries between "%" lines), or a TFDS text dataset with `--data tfds`
-(`--dataset`, e.g. tiny_shakespeare). A seeded 5% of the documents is the test part and 5% the
-validation part. Models: `gpt` (default) and `lstm_lm` (the baseline). Training reads each
-document after the start token, all of them end to end in windows of `sequence_length` tokens.
+(`--dataset`, e.g. tiny_shakespeare). Repeated documents are kept once; a seeded 5% of them is
+the test part and 5% the validation part. Models: `gpt` (default) and `lstm_lm` (the baseline).
+Training reads each document after the start token, all of them end to end in windows of
+`sequence_length` tokens.
 Export: `serving_default(prompt: string [batch], max_new_tokens: int32 [batch], temperature:
 float32 [batch], top_k: int32 [batch], seed: int32 [batch])` -> `text`, `prompt_truncated`, and
 `log_likelihood(text: string [batch])` -> `log_likelihood`, `num_characters`. A SavedModel
@@ -65,7 +66,8 @@ def load_data(config) -> DataSplits:
                       source=described, context={"documents": (train, validation, test),
                                                  "tokenizer_proto": proto},
                       facts={"documents": {"train": len(train), "validation": len(validation),
-                                           "test": len(test)},
+                                           "test": len(test), "repeats_dropped": len(documents)
+                                           - len(train) - len(validation) - len(test)},
                              "characters": {"train": sum(map(len, train)),
                                             "test": sum(map(len, test))}})
 
@@ -118,7 +120,10 @@ APP = App(
     config_class=TextgenConfig,
     app_model_options={"vocab_size": "--vocabulary-size (the trained tokenizer's pieces)",
                        "sequence_length": "--sequence-length"},
-    defaults={"model": "gpt", "epochs": 1, "batch_size": 16, "learning_rate": 3e-3,
-              "warmup_steps": 100, "weight_decay": 0.01, "augment": False,
-              "explain_examples": 0, "model_arg": ["dropout_rate=0.0"]},
+    # Sized for two CPU cores (bench/RESULTS.md): a narrower GPT for two epochs with Muon learns
+    # more in a similar time than the zoo's 128-wide one for one epoch with AdamW.
+    defaults={"model": "gpt", "epochs": 2, "batch_size": 16, "learning_rate": 3e-3,
+              "warmup_steps": 100, "optimizer": "muon", "weight_decay": 0.01, "augment": False,
+              "explain_examples": 0,
+              "model_arg": ["dropout_rate=0.0", "embedding_dim=96", "feed_forward_dim=384"]},
 )

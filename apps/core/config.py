@@ -14,6 +14,7 @@ from pathlib import Path
 from apps.core.errors import RunError
 
 SCHEDULES = ("cosine", "constant", "onecycle", "plateau")
+OPTIMIZERS = ("adam", "muon")
 
 
 def option(default, help: str, **metadata):
@@ -41,6 +42,10 @@ class TrainConfig:
                            choices=SCHEDULES)
     warmup_steps: int = option(0, "steps of linear warm-up to the peak learning rate (cosine, "
                                   "constant, onecycle)")
+    optimizer: str = option("adam", "adam (AdamW when --weight-decay is above 0), or muon (Keras' "
+                                    "Muon: orthogonalised momentum for the hidden layers' 2-D "
+                                    "weights, AdamW for embeddings, the output layer and the rest)",
+                            choices=OPTIMIZERS)
     weight_decay: float = option(0.0, "decoupled weight decay: AdamW when above 0, else Adam")
     adam_beta_1: float = option(0.9, "Adam's decay of its gradient average (GANs train steadier "
                                      "at 0.5, as in the DCGAN paper)")

@@ -94,22 +94,33 @@ def learning_rate_schedule(config, peak: float, total_steps: int):
         start, max(total_steps - warmup, 1), alpha=alpha, warmup_target=peak, warmup_steps=warmup)
 
 
+MUON_EXCLUDED = ["(^|/)logits/", "(^|/)probabilities/"]  # output layers: AdamW, as Muon's authors advise
+
+
 def ema_momentum(config, model) -> float:
     """`--ema-momentum`, or where it is 0 the model's own (`ema_momentum` of the zoo's GANs)."""
     return config.ema_momentum or getattr(model, "ema_momentum", 0.0)
 
 
 def make_optimizer(config, learning_rate, model=None):
-    """Adam, or AdamW with `--weight-decay`, with `--adam-beta-1`; gradients clipped to
-    `--clip-norm` (global norm); with `--ema-momentum` the weights' moving average, which Keras'
-    `fit` leaves in the model at its end (models trained to their last epoch only: `fit_phases`
-    refuses it where the best epoch is chosen by validation loss)."""
-    options = {"global_clipnorm": config.clip_norm or None, "beta_1": config.adam_beta_1}
+    """Adam, or AdamW with `--weight-decay`, with `--adam-beta-1`; or with `--optimizer muon`
+    Keras' Muon, which orthogonalises the momentum of the hidden layers' 2-D weights and leaves
+    embeddings, the output layer (the zoo's `logits` or `probabilities`) and every other weight
+    to its AdamW step. Gradients clipped to `--clip-norm` (global norm); with `--ema-momentum`
+    the weights' moving average, which Keras' `fit` leaves in the model at its end (models
+    trained to their last epoch only: `fit_phases` refuses it where the best epoch is chosen by
+    validation loss)."""
+    options = {"global_clipnorm": config.clip_norm or None}
     if ema_momentum(config, model):
         options.update(use_ema=True, ema_momentum=ema_momentum(config, model))
+    if config.optimizer == "muon":
+        return keras.optimizers.Muon(
+            learning_rate, adam_beta_1=config.adam_beta_1, weight_decay=config.weight_decay,
+            adam_weight_decay=config.weight_decay, exclude_layers=MUON_EXCLUDED, **options)
     if config.weight_decay:
-        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **options)
-    return keras.optimizers.Adam(learning_rate, **options)
+        return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay,
+                                      beta_1=config.adam_beta_1, **options)
+    return keras.optimizers.Adam(learning_rate, beta_1=config.adam_beta_1, **options)
 
 
 @keras.saving.register_keras_serializable(package="apps.core")

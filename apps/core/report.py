@@ -15,6 +15,14 @@ def _signature_line(name: str, signature, app) -> str:
     return f"- `{name}` (inputs: {inputs}): {does}."
 
 
+def optimizer_words(config) -> str:
+    """The optimizer as the model card names it."""
+    decay = f" (weight decay {config.weight_decay})" if config.weight_decay else ""
+    if config.optimizer == "muon":
+        return f"Muon with AdamW{decay}"
+    return f"AdamW{decay}" if config.weight_decay else "Adam"
+
+
 def _model_card(app, config, metrics: dict, signatures: dict) -> str:
     first_name = "serving_default" if "serving_default" in signatures else next(iter(signatures))
     first = signatures[first_name]
@@ -38,7 +46,7 @@ def _model_card(app, config, metrics: dict, signatures: dict) -> str:
         *([f"- Backbone: {metrics['backbone']} ({metrics['backbone_choice']})."]
           if "backbone_choice" in metrics else []),
         f"- Trained {metrics['epochs_trained']} epochs, batch {config.batch_size}, "
-        f"{'AdamW (weight decay ' + str(config.weight_decay) + ')' if config.weight_decay else 'Adam'} "
+        f"{optimizer_words(config)} "
         f"peak lr {config.learning_rate} ({config.schedule} schedule, {config.warmup_steps} "
         f"warm-up steps), seed {config.seed}, on {metrics['device']}.",
         "",

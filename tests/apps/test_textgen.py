@@ -31,9 +31,10 @@ def test_documents_are_entries_or_paragraphs_and_a_part_is_held_out(tmp_path):
     assert texts.documents_in("a b\nc\n\n  \nd e\n") == ["a b\nc", "d e"]
     documents = texts.read_documents(FORTUNE_FILE)
     train, validation, test = texts.split_documents(documents, 0, "fortunes")
-    assert len(test) == len(validation) == len(documents) // 20
-    assert not set(test) & set(train) - {document for document in test if documents.count(document) > 1}
-    assert sorted(train + validation + test) == sorted(documents)
+    distinct = texts.without_repeats(documents)
+    assert len(test) == len(validation) == len(distinct) // 20
+    assert sorted(train + validation + test) == sorted(distinct)
+    assert texts.without_repeats(["A cat.", "a  CAT!", "A dog."]) == ["A cat.", "A dog."]
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match="latin1.txt: not UTF-8 text"):
@@ -185,5 +186,5 @@ def test_tfds_text_loads_through_tfds():
 @pytest.mark.floor
 def test_default_scores_held_out_fortunes_and_copies_no_more_than_they_do(sample_run):
     _, metrics = sample_run("textgen")
-    assert metrics["bits_per_character"] <= 2.85, metrics  # seeds: 2.63-2.74
+    assert metrics["bits_per_character"] <= 2.5, metrics  # seeds: 2.36-2.39
     assert metrics["continuations_with_a_copied_run"] <= metrics["held_out_with_a_copied_run"]

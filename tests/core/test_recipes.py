@@ -73,6 +73,27 @@ def test_weight_decay_shrinks_weights_with_adamw():
     assert type(make_optimizer(config(), 1e-2)) is keras.optimizers.Adam
 
 
+def test_muon_orthogonalises_hidden_weights_and_leaves_embeddings_and_output_to_adamw():
+    model = keras.Sequential([keras.Input((4,), dtype="int32"),
+                              keras.layers.Embedding(50, 64, name="token_embedding"),
+                              keras.layers.Dense(64, name="hidden"),
+                              keras.layers.Dense(50, name="logits")])
+    optimizer = make_optimizer(config(optimizer="muon"), 1e-2)
+    assert isinstance(optimizer, keras.optimizers.Muon)
+    gradients = [np.random.default_rng(index).normal(size=variable.shape).astype("float32")
+                 for index, variable in enumerate(model.trainable_variables)]
+    before = [variable.numpy() for variable in model.trainable_variables]
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    steps = {variable.path.split("/", 1)[1]: np.abs(variable.numpy() - start)
+             for variable, start in zip(model.trainable_variables, before)}
+    for adam in ("token_embedding/embeddings", "logits/kernel"):  # Adam's first step: lr each
+        assert np.mean(np.isclose(steps[adam], 1e-2, rtol=0.01)) > 0.99  # (epsilon aside)
+    singular = np.linalg.svd(model.get_layer("hidden").kernel.numpy() - before[1],
+                             compute_uv=False)
+    gradient_singular = np.linalg.svd(gradients[1], compute_uv=False)
+    assert singular.max() / singular.min() < 3 < gradient_singular.max() / gradient_singular.min()
+
+
 def test_label_smoothing_spreads_the_targets():
     probabilities = np.array([[1 - 2e-7, 1e-7, 1e-7]], "float32")
     sharp = float(SmoothedSparseCategoricalCrossentropy(0.0)(np.array([0]), probabilities))
