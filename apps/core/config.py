@@ -43,9 +43,13 @@ class TrainConfig:
     warmup_steps: int = option(0, "steps of linear warm-up to the peak learning rate (cosine, "
                                   "constant, onecycle)")
     optimizer: str = option("adam", "adam (AdamW when --weight-decay is above 0), or muon (Keras' "
-                                    "Muon: orthogonalised momentum for the hidden layers' 2-D "
-                                    "weights, AdamW for embeddings, the output layer and the rest)",
+                                    "Muon: orthogonalised momentum for the hidden layers' weight "
+                                    "matrices, attention's included; AdamW for embeddings, the "
+                                    "output layer, biases and norms)",
                             choices=OPTIMIZERS)
+    muon_adam_lr_ratio: float = option(1.0, "--optimizer muon: the learning rate of its AdamW "
+                                            "part (embeddings, output layer, biases, norms) as a "
+                                            "multiple of --learning-rate (Keras' adam_lr_ratio)")
     weight_decay: float = option(0.0, "decoupled weight decay: AdamW when above 0, else Adam")
     adam_beta_1: float = option(0.9, "Adam's decay of its gradient average (GANs train steadier "
                                      "at 0.5, as in the DCGAN paper)")

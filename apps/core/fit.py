@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 import zoo
 from apps.core import rundir
@@ -97,6 +99,54 @@ def learning_rate_schedule(config, peak: float, total_steps: int):
 MUON_EXCLUDED = ["(^|/)logits/", "(^|/)probabilities/"]  # output layers: AdamW, as Muon's authors advise
 
 
+def attention_matrix_shape(variable) -> tuple[int, int] | None:
+    """The matrix a multi-head attention kernel is, split by heads: query, key and value [width,
+    heads, head size] are [width, heads x head size]; the output [heads, head size, width] is
+    [heads x head size, width]. None for any other weight."""
+    shape = tuple(variable.shape)
+    if len(shape) != 3:
+        return None
+    if re.search(r"(^|/)attention_output/kernel$", variable.path):
+        return shape[0] * shape[1], shape[2]
+    if re.search(r"(^|/)(query|key|value)/kernel$", variable.path):
+        return shape[0], shape[1] * shape[2]
+    return None
+
+
+@keras.saving.register_keras_serializable(package="apps.core")
+class Muon(keras.optimizers.Muon):
+    """Keras' Muon with the Newton-Schulz step on the matrices a Transformer stores in other
+    shapes. Keras orthogonalises every 2-D weight and gives the rest the AdamW step, so in a
+    multi-head attention layer the query/key/value biases [heads, head size] got the Muon step
+    and the kernels (3-D) did not. Here every bias takes the AdamW step, and each attention
+    kernel is flattened to its matrix (`attention_matrix_shape`) for the Muon step and reshaped
+    back; excluded layers and embeddings stay as Keras excludes them."""
+
+    def _should_use_adamw(self, variable):
+        if re.search(r"(^|/)bias$", variable.path):
+            return True
+        if attention_matrix_shape(variable):
+            return any(re.search(pattern, variable.path) for pattern in self.exclude_layers)
+        return super()._should_use_adamw(variable)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._matrix_shapes = {self._get_variable_index(variable): attention_matrix_shape(variable)
+                               for variable in var_list if attention_matrix_shape(variable)
+                               and not self._should_use_adamw(variable)}
+
+    def _muon_update_step(self, gradient, variable, lr, m):
+        matrix = self._matrix_shapes.get(self._get_variable_index(variable))
+        if matrix is None:
+            return super()._muon_update_step(gradient, variable, lr, m)
+        self.assign_add(m, ops.add(gradient, m * (self.momentum - 1)))  # Keras' step, on the matrix
+        momentum = ops.add(gradient, self.momentum * m) if self.nesterov else m
+        update = self.zeropower_via_newtonschulz5(ops.reshape(momentum, matrix), self.ns_steps)
+        self.assign_sub(variable, ops.reshape(self.lr_adjust(lr * update), variable.shape))
+
+
 def ema_momentum(config, model) -> float:
     """`--ema-momentum`, or where it is 0 the model's own (`ema_momentum` of the zoo's GANs)."""
     return config.ema_momentum or getattr(model, "ema_momentum", 0.0)
@@ -104,19 +154,21 @@ def ema_momentum(config, model) -> float:
 
 def make_optimizer(config, learning_rate, model=None):
     """Adam, or AdamW with `--weight-decay`, with `--adam-beta-1`; or with `--optimizer muon`
-    Keras' Muon, which orthogonalises the momentum of the hidden layers' 2-D weights and leaves
-    embeddings, the output layer (the zoo's `logits` or `probabilities`) and every other weight
-    to its AdamW step. Gradients clipped to `--clip-norm` (global norm); with `--ema-momentum`
-    the weights' moving average, which Keras' `fit` leaves in the model at its end (models
-    trained to their last epoch only: `fit_phases` refuses it where the best epoch is chosen by
-    validation loss)."""
+    Muon (Keras', reaching attention kernels too), which orthogonalises the momentum of the
+    hidden layers' weight matrices and leaves embeddings, the output layer (the zoo's `logits` or
+    `probabilities`), biases and norms to its AdamW step (at `--muon-adam-lr-ratio` times the
+    learning rate). Gradients clipped to `--clip-norm`
+    (global norm); with `--ema-momentum` the weights' moving average, which Keras' `fit` leaves
+    in the model at its end (models trained to their last epoch only: `fit_phases` refuses it
+    where the best epoch is chosen by validation loss)."""
     options = {"global_clipnorm": config.clip_norm or None}
     if ema_momentum(config, model):
         options.update(use_ema=True, ema_momentum=ema_momentum(config, model))
     if config.optimizer == "muon":
-        return keras.optimizers.Muon(
+        return Muon(
             learning_rate, adam_beta_1=config.adam_beta_1, weight_decay=config.weight_decay,
-            adam_weight_decay=config.weight_decay, exclude_layers=MUON_EXCLUDED, **options)
+            adam_weight_decay=config.weight_decay, adam_lr_ratio=config.muon_adam_lr_ratio,
+            exclude_layers=MUON_EXCLUDED, **options)
     if config.weight_decay:
         return keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay,
                                       beta_1=config.adam_beta_1, **options)

@@ -19,7 +19,8 @@ def optimizer_words(config) -> str:
     """The optimizer as the model card names it."""
     decay = f" (weight decay {config.weight_decay})" if config.weight_decay else ""
     if config.optimizer == "muon":
-        return f"Muon with AdamW{decay}"
+        ratio = config.muon_adam_lr_ratio
+        return f"Muon with AdamW{f' at {ratio:g}x the rate' if ratio != 1 else ''}{decay}"
     return f"AdamW{decay}" if config.weight_decay else "Adam"
 
 

@@ -88,11 +88,12 @@ def check_options(app: App, config) -> None:
         raise RunError("--schedule plateau takes no --warmup-steps: ReduceLROnPlateau sets the "
                        "rate per epoch; use cosine, constant or onecycle for a warm-up.")
     if (not 0 <= config.label_smoothing < 1 or not 0 <= config.ema_momentum < 1
-            or config.clip_norm < 0 or config.weight_decay < 0):
+            or config.clip_norm < 0 or config.weight_decay < 0 or config.muon_adam_lr_ratio <= 0):
         raise RunError(f"--label-smoothing {config.label_smoothing} / --ema-momentum "
                        f"{config.ema_momentum} / --clip-norm {config.clip_norm} / --weight-decay "
-                       f"{config.weight_decay}: smoothing and momentum lie in [0, 1), the others "
-                       f"are at least 0.")
+                       f"{config.weight_decay} / --muon-adam-lr-ratio {config.muon_adam_lr_ratio}: "
+                       f"smoothing and momentum lie in [0, 1), the ratio above 0, the others are "
+                       f"at least 0.")
     check_model_options(config, zoo.describe(config.model)["defaults"], app.app_model_options,
                         app.name)
     if config.cache_features and training_augmentation(app, config) is not None:

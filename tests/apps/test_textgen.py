@@ -133,6 +133,7 @@ def test_tiny_run_exports_what_the_model_writes_and_predict_prints_it(tiny_run, 
     for report_file in ("MODEL_CARD.md", "samples.txt", "continuations.txt", "model.keras"):
         assert (run_dir / report_file).stat().st_size > 0, report_file
     assert (run_dir / "samples.txt").read_text().count("## after epoch") == metrics["epochs_trained"]
+    assert "Muon with AdamW at 2x the rate" in (run_dir / "MODEL_CARD.md").read_text()
     assert metrics["bits_per_character"] > 0 and metrics["ngram_bits_per_character"] > 0
     assert 0 <= metrics["continuations_with_a_copied_run"] <= 1
 
@@ -186,5 +187,7 @@ def test_tfds_text_loads_through_tfds():
 @pytest.mark.floor
 def test_default_scores_held_out_fortunes_and_copies_no_more_than_they_do(sample_run):
     _, metrics = sample_run("textgen")
-    assert metrics["bits_per_character"] <= 2.5, metrics  # seeds: 2.36-2.39
+    assert metrics["bits_per_character"] <= 2.35, metrics  # seeds: 2.22-2.24
+    # the character n-gram's on the same documents: 2.26-2.30 (seeds: 0.037-0.064 above)
+    assert metrics["bits_per_character"] < metrics["ngram_bits_per_character"], metrics
     assert metrics["continuations_with_a_copied_run"] <= metrics["held_out_with_a_copied_run"]

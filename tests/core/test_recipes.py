@@ -73,11 +73,11 @@ def test_weight_decay_shrinks_weights_with_adamw():
     assert type(make_optimizer(config(), 1e-2)) is keras.optimizers.Adam
 
 
-def test_muon_orthogonalises_hidden_weights_and_leaves_embeddings_and_output_to_adamw():
+def test_muon_orthogonalises_hidden_and_attention_weights_and_leaves_the_rest_to_adamw():
     # the zoo's own GPT, so that the output layer's name in the zoo and the exclusion agree
     model = zoo.build("gpt", vocab_size=50, sequence_length=4, embedding_dim=64,
                       feed_forward_dim=128, num_layers=1)
-    optimizer = make_optimizer(config(optimizer="muon"), 1e-2)
+    optimizer = make_optimizer(config(optimizer="muon", muon_adam_lr_ratio=2.0), 1e-2)
     assert isinstance(optimizer, keras.optimizers.Muon)
     variables = model.trainable_variables
     gradients = {variable.path: np.random.default_rng(index).normal(size=variable.shape)
@@ -85,12 +85,16 @@ def test_muon_orthogonalises_hidden_weights_and_leaves_embeddings_and_output_to_
     before = {variable.path: variable.numpy() for variable in variables}
     optimizer.apply_gradients([(gradients[variable.path], variable) for variable in variables])
     steps = {variable.path: variable.numpy() - before[variable.path] for variable in variables}
-    for adam in ("token_embedding/embeddings", "logits/kernel"):  # Adam's first step: lr each
-        assert np.mean(np.isclose(np.abs(steps[adam]), 1e-2, rtol=0.01)) > 0.99  # (epsilon aside)
-    hidden = "decoder_0/feedforward_intermediate_dense/kernel"
-    singular = np.linalg.svd(steps[hidden], compute_uv=False)
-    gradient_singular = np.linalg.svd(gradients[hidden], compute_uv=False)
-    assert singular.max() / singular.min() < 3 < gradient_singular.max() / gradient_singular.min()
+    for adam in ("token_embedding/embeddings", "logits/kernel",  # Adam's first step: its lr,
+                 "decoder_0/self_attention/query/bias"):  # 2e-2, each (2-D: [heads, head size])
+        assert np.mean(np.isclose(np.abs(steps[adam]), 2e-2, rtol=0.01)) > 0.99  # (epsilon aside)
+    attention = "decoder_0/self_attention/"
+    for hidden, matrix in [("decoder_0/feedforward_intermediate_dense/kernel", (64, 128)),
+                           (attention + "value/kernel", (64, 64)),
+                           (attention + "attention_output/kernel", (64, 64))]:
+        singular = np.linalg.svd(steps[hidden].reshape(matrix), compute_uv=False)
+        gradient_singular = np.linalg.svd(gradients[hidden].reshape(matrix), compute_uv=False)
+        assert singular.max() / singular.min() < 3 < gradient_singular.max() / gradient_singular.min()
 
 
 def test_label_smoothing_spreads_the_targets():
@@ -111,6 +115,8 @@ def test_recipe_options_are_checked(run_paths):
         train(APP, config(schedule="plateau", warmup_steps=10, **run_paths))
     with pytest.raises(RunError, match="--ema-momentum 1.0 .* momentum lie in \\[0, 1\\)"):
         train(APP, config(ema_momentum=1.0, **run_paths))
+    with pytest.raises(RunError, match="--muon-adam-lr-ratio 0.0: .* the ratio above 0"):
+        train(APP, config(optimizer="muon", muon_adam_lr_ratio=0.0, **run_paths))
 
 
 def test_ema_ends_training_on_the_weights_moving_average(run_paths):
