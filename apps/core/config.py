@@ -42,10 +42,10 @@ class TrainConfig:
                            choices=SCHEDULES)
     warmup_steps: int = option(0, "steps of linear warm-up to the peak learning rate (cosine, "
                                   "constant, onecycle)")
-    optimizer: str = option("adam", "adam (AdamW when --weight-decay is above 0), or muon (Keras' "
-                                    "Muon: orthogonalised momentum for the hidden layers' weight "
-                                    "matrices, attention's included; AdamW for embeddings, the "
-                                    "output layer, biases and norms)",
+    optimizer: str = option("adam", "adam (AdamW when --weight-decay is above 0), or muon "
+                                    "(Keras' Muon, extended to attention kernels: orthogonalised "
+                                    "momentum for the hidden layers' weight matrices; AdamW for "
+                                    "embeddings, the output layer, biases and norms)",
                             choices=OPTIMIZERS)
     muon_adam_lr_ratio: float = option(1.0, "--optimizer muon: the learning rate of its AdamW "
                                             "part (embeddings, output layer, biases, norms) as a "

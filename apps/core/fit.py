@@ -157,10 +157,10 @@ def make_optimizer(config, learning_rate, model=None):
     Muon (Keras', reaching attention kernels too), which orthogonalises the momentum of the
     hidden layers' weight matrices and leaves embeddings, the output layer (the zoo's `logits` or
     `probabilities`), biases and norms to its AdamW step (at `--muon-adam-lr-ratio` times the
-    learning rate). Gradients clipped to `--clip-norm`
-    (global norm); with `--ema-momentum` the weights' moving average, which Keras' `fit` leaves
-    in the model at its end (models trained to their last epoch only: `fit_phases` refuses it
-    where the best epoch is chosen by validation loss)."""
+    learning rate). Gradients clipped to `--clip-norm` (global norm); with `--ema-momentum` the
+    weights' moving average, which Keras' `fit` leaves in the model at its end (models trained
+    to their last epoch only: `fit_phases` refuses it where the best epoch is chosen by
+    validation loss)."""
     options = {"global_clipnorm": config.clip_norm or None}
     if ema_momentum(config, model):
         options.update(use_ema=True, ema_momentum=ema_momentum(config, model))
