@@ -133,9 +133,11 @@ class Muon(keras.optimizers.Muon):
         if self.built:
             return
         super().build(var_list)
-        self._matrix_shapes = {self._get_variable_index(variable): attention_matrix_shape(variable)
-                               for variable in var_list if attention_matrix_shape(variable)
-                               and not self._should_use_adamw(variable)}
+        self._matrix_shapes = {}  # by variable index: the attention kernels that take Muon's step
+        for variable in var_list:
+            index, matrix = self._get_variable_index(variable), attention_matrix_shape(variable)
+            if matrix and self.adam_velocities[index] is None:  # Keras' mark of a Muon weight
+                self._matrix_shapes[index] = matrix
 
     def _muon_update_step(self, gradient, variable, lr, m):
         matrix = self._matrix_shapes.get(self._get_variable_index(variable))
