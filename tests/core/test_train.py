@@ -113,3 +113,30 @@ def test_a_small_memory_budget_caches_in_files_and_the_run_still_trains(tmp_path
                                 "test": str(run_dir / "cache_test")}
     assert list(run_dir.glob("cache_train*.index")) and list(run_dir.glob("cache_test*.index"))
     assert metrics["epochs_trained"] == 2 and metrics["examples"]["train"] == 7200
+
+
+def test_without_a_gpu_augmentation_runs_in_turn_with_the_training_step():
+    """On a CPU the training step uses every core; the augmented training batches are made one
+    at a time when the step asks (no parallel map, no prefetch, none that tf.data would add), and
+    still augmented. Batches without augmentation are prefetched."""
+    import tensorflow as tf
+
+    from apps.core.pipeline import input_pipeline
+
+    def dataset_ops(dataset):
+        graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+        return {node.op for node in graph.node}
+
+    assert not tf.config.list_logical_devices("GPU")
+    examples = tf.data.Dataset.from_tensor_slices((tf.zeros([8, 3]), tf.range(8)))
+    augmented = input_pipeline(examples, 4, seed=0,
+                               augmentation=lambda x, training: x + tf.random.uniform([4, 3], 1, 2))
+    operations = dataset_ops(augmented)
+    assert "MapDataset" in operations
+    assert not operations & {"ParallelMapDataset", "ParallelMapDatasetV2", "PrefetchDataset"}
+    options = augmented.options()
+    assert options.autotune.enabled is False
+    assert options.experimental_optimization.inject_prefetch is False
+    assert options.experimental_optimization.map_parallelization is False
+    assert all(batch.numpy().min() >= 1 for batch, _ in augmented)
+    assert "PrefetchDataset" in dataset_ops(input_pipeline(examples, 4, seed=0))
