@@ -127,7 +127,8 @@ def test_without_a_gpu_augmentation_runs_in_turn_with_the_training_step():
         graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
         return {node.op for node in graph.node}
 
-    assert not tf.config.list_logical_devices("GPU")
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("with a GPU the augmentation maps in parallel, ahead of the step")
     examples = tf.data.Dataset.from_tensor_slices((tf.zeros([8, 3]), tf.range(8)))
     augmented = input_pipeline(examples, 4, seed=0,
                                augmentation=lambda x, training: x + tf.random.uniform([4, 3], 1, 2))
