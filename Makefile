@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast generative segmentation detection
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast list serve browser bench bench-compare bench-floors bench-transfer clean data-speech espeak fortunes explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
+.PHONY: setup test test-fast list serve browser bench bench-compare bench-jax-race bench-floors bench-transfer clean data-speech espeak fortunes explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -97,6 +97,13 @@ bench: $(INSTALLED)
 
 bench-compare: $(INSTALLED)
 	$(PYTHON) -m bench.compare $(ARGS)
+
+# The MNIST races on the JAX backend (bench/jax_race.json): prepare takes the app's splits, model
+# and recipe with TensorFlow; run needs Keras and JAX only, so it also runs on a GPU machine
+# without TensorFlow (copy runs/jax_race/ there).
+bench-jax-race: $(INSTALLED)
+	$(PYTHON) -m bench.jax_race prepare
+	KERAS_BACKEND=jax $(PYTHON) -m bench.jax_race run $(ARGS)
 
 # Each quality floor of make test on its default run with seeds 42, 1 and 2 (bench/floors.json).
 bench-floors: $(INSTALLED)

@@ -18,13 +18,10 @@ Results are merged by race into bench/compare.json.
 
 import argparse
 import ast
-import contextlib
 import dataclasses
 import json
 import math
-import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +35,8 @@ from apps.core import resolve_config, train
 from apps.core.outputs.detection import MAX_DETECTIONS, average_precision
 from apps.core.outputs.segmentation import iou_report
 from apps.core.outputs.translation import normalised, translate
-from bench import references, references_textgen, references_translation
+from bench import references, references_keras, references_textgen, references_translation
+from bench.race_clock import EpochClock, accuracy, pair_record, race_summary
 from bench.references import arrays
 from bench.results import write_results
 from zoo.backbones import checkpoint_folder, text_source
@@ -51,21 +49,13 @@ TEXTGEN_REFERENCE_EPOCHS = 1
 WORD_TEXT = Path(tempfile.gettempdir()) / "keras-app-zoo-fortunes-words.txt"
 
 
-class QualityClock(keras.callbacks.Callback):
-    """Per epoch: the wall time since the clock was made (its own scoring excluded) and the test
-    quality. Listed last, so every other callback's work of the epoch is inside the time."""
+class QualityClock(EpochClock):
+    """The epoch clock with every race's quality: accuracy, MAE, mean IoU, mAP@0.5, exact match,
+    or a scorer of the model's own."""
 
     def __init__(self, metric: str):
-        super().__init__()
-        self.metric, self.rows, self.started = metric, [], time.perf_counter()
-        self.inputs = self.targets = self.to_units = self.head_features = self.decode = None
-        self.scorer = None
-
-    @contextlib.contextmanager
-    def paused(self):
-        paused_at = time.perf_counter()
-        yield
-        self.started += time.perf_counter() - paused_at
+        super().__init__(metric)
+        self.to_units = self.head_features = self.decode = self.scorer = None
 
     def score_inputs(self, inputs, targets, to_units=None, head_features=None,
                      decode=None, scorer=None) -> None:
@@ -73,7 +63,7 @@ class QualityClock(keras.callbacks.Callback):
         targets' units; `head_features(inputs)` gives a head fitted on cached backbone features
         its input; `decode(model, inputs)` gives a translator's sentences; `scorer(model)` is
         the quality itself, for a model scored on its own terms (a language model)."""
-        self.inputs, self.targets = np.asarray(inputs), np.asarray(targets)
+        super().score_inputs(inputs, targets)
         self.to_units, self.head_features, self.decode = to_units, head_features, decode
         self.scorer = scorer
 
@@ -101,16 +91,7 @@ class QualityClock(keras.callbacks.Callback):
         if self.metric == "mae":
             predicted = self.to_units(predicted) if self.to_units else predicted
             return float(np.abs(predicted.reshape(self.targets.shape) - self.targets).mean())
-        classes = ((predicted[:, 0] > 0.5) if predicted.shape[-1] == 1
-                   else predicted.argmax(axis=-1))
-        return float((classes == self.targets).mean())
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        with self.paused():
-            quality = self.quality(self.model)
-        self.rows.append({"epoch": len(self.rows) + 1, "seconds": round(seconds, 2),
-                          self.metric: round(quality, 4)})
+        return accuracy(predicted, self.targets)
 
 
 def detection_map_50(model, pictures: np.ndarray, rows: np.ndarray) -> float:
@@ -152,17 +133,6 @@ class Race:
     metric: str
     run_reference: Callable
     options: dict
-
-
-LOWER_IS_BETTER = ("mae", "bits_per_character")
-
-
-def reached(quality: float, target: float, metric: str) -> bool:
-    return quality <= target if metric in LOWER_IS_BETTER else quality >= target
-
-
-def time_to(rows: list[dict], target: float, metric: str) -> float | None:
-    return next((row["seconds"] for row in rows if reached(row[metric], target, metric)), None)
 
 
 def write_digits_folder(count: int = 1800) -> None:
@@ -230,11 +200,11 @@ def _minilm_folder() -> str:
 
 RACES = {
     "mnist_mlp": Race("mnist", "TensorFlow beginner tutorial MLP, fit(x, y, epochs=5), batch 32",
-                      "accuracy", lambda splits, test, clock, seed: references.mnist(
-                          "mnist_mlp", splits, test, clock), {"model": "mnist_mlp"}),
+                      "accuracy", lambda splits, test, clock, seed: references_keras.mnist(
+                          "mnist_mlp", arrays(splits.train), test, clock), {"model": "mnist_mlp"}),
     "mnist_cnn": Race("mnist", "keras.io mnist_convnet, batch 128, 15 epochs", "accuracy",
-                      lambda splits, test, clock, seed: references.mnist(
-                          "mnist_cnn", splits, test, clock), {"model": "mnist_cnn"}),
+                      lambda splits, test, clock, seed: references_keras.mnist(
+                          "mnist_cnn", arrays(splits.train), test, clock), {"model": "mnist_cnn"}),
     "sentiment_scratch": Race(
         "sentiment", "keras.io text_classification_from_scratch (TextVectorization + Conv1D)",
         "accuracy", lambda splits, test, clock, seed: references.sentiment_conv1d(
@@ -333,30 +303,11 @@ def compare(name: str, pairs: int, lever: dict) -> dict:
     runs = []
     for pair in range(pairs):
         baseline, runner = reference(race, seed=pair), ours(race, seed=pair)
-        target = baseline[-1][race.metric]
-        baseline_seconds = time_to(baseline, target, race.metric)
-        runner_seconds = time_to(runner, target, race.metric)
-        runs.append({
-            "target": target, "reference_seconds": baseline_seconds,
-            "runner_seconds": runner_seconds, "runner_final": runner[-1][race.metric],
-            "reference_epochs": len(baseline), "runner_epochs": len(runner),
-            # Whole runs (to the end of each one's last epoch), for the default-run table.
-            "reference_whole_seconds": baseline[-1]["seconds"],
-            "runner_whole_seconds": runner[-1]["seconds"],
-            "runner_epochs_to_target": next((row["epoch"] for row in runner
-                                             if reached(row[race.metric], target, race.metric)),
-                                            None),
-            "ratio": None if runner_seconds is None else round(baseline_seconds / runner_seconds,
-                                                               2),
-        })
+        runs.append(pair_record(baseline, runner, race.metric))
         print(f"[{name} pair {pair + 1}] {runs[-1]}", flush=True)
-    ratios = [run["ratio"] or 0.0 for run in runs]
     return {"race": name + "".join(f" {key}={value}" for key, value in lever.items()),
             "app": race.app, "model": race.options["model"], "lever": lever,
-            "reference": race.reference, "metric": race.metric,
-            "ratio_median": statistics.median(ratios), "ratios": ratios,
-            "reference_quality": statistics.median(run["target"] for run in runs),
-            "project_quality": statistics.median(run["runner_final"] for run in runs),
+            "reference": race.reference, "metric": race.metric, **race_summary(runs),
             "pairs": runs}
 
 
