@@ -58,13 +58,16 @@ class QualityClock(EpochClock):
         self.to_units = self.head_features = self.decode = self.scorer = None
 
     def score_inputs(self, inputs, targets, to_units=None, head_features=None,
-                     decode=None, scorer=None) -> None:
+                     decode=None) -> None:
         """The test split as the scored model takes it; `to_units` maps predictions back to the
         targets' units; `head_features(inputs)` gives a head fitted on cached backbone features
-        its input; `decode(model, inputs)` gives a translator's sentences; `scorer(model)` is
-        the quality itself, for a model scored on its own terms (a language model)."""
+        its input; `decode(model, inputs)` gives a translator's sentences."""
         super().score_inputs(inputs, targets)
         self.to_units, self.head_features, self.decode = to_units, head_features, decode
+
+    def score_with(self, scorer) -> None:
+        """`scorer(model)` is the quality itself, for a model scored on its own terms (a
+        language model on its held-out text)."""
         self.scorer = scorer
 
     def quality(self, model) -> float:
@@ -269,7 +272,8 @@ def reference(race: Race, seed: int) -> list[dict]:
 def ours(race: Race, seed: int) -> list[dict]:
     app, config = _config(race, seed)
     splits = app.load_data(config)
-    test = arrays(splits.test)
+    # A language model is scored on its held-out documents, every other model on test arrays.
+    test = None if race.metric == "bits_per_character" else arrays(splits.test)
 
     def head_features(inputs):  # the frozen pretrained backbone the head phase is fitted on
         extractor = app.build_model(config, splits).feature_extractor()
@@ -277,13 +281,13 @@ def ours(race: Race, seed: int) -> list[dict]:
                                  else inputs, verbose=0)
 
     clock = QualityClock(race.metric)
-    if race.metric == "exact_match":
+    if race.metric == "bits_per_character":
+        scored = references_textgen.scored_documents(splits.context["documents"][2])
+        clock.score_with(lambda model: references_textgen.generator_bits_per_character(
+            model, scored))
+    elif race.metric == "exact_match":
         clock.score_inputs(test[0]["text"], test[1],
                            decode=lambda model, texts: translate(model, texts)[0])
-    elif race.metric == "bits_per_character":
-        scored = references_textgen.scored_documents(splits.context["documents"][2])
-        clock.score_inputs(None, None, scorer=lambda model: (
-            references_textgen.generator_bits_per_character(model, scored)))
     else:
         clock.score_inputs(*test, head_features=head_features)
     with tempfile.TemporaryDirectory() as folder:

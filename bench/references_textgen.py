@@ -135,6 +135,6 @@ def text_generation_keras_io(splits, clock, seed: int, epochs: int) -> None:
             total += float((picked * (rows[:, 1:] != 0)).sum())
         return -total / math.log(2) / predicted_characters(scored)
 
-    clock.score_inputs(None, None, scorer=bits_per_character)
+    clock.score_with(bits_per_character)
     model.fit(text_ds, verbose=0, epochs=epochs,
               callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=generate_text), clock])

@@ -21,7 +21,7 @@ import tensorflow as tf
 import zoo
 from apps.core import explain_report, export, report, rundir
 from apps.core.app import App
-from apps.core.config import check_model_options, in_cli_words
+from apps.core.config import check_model_options, in_cli_words, resolve_config
 from apps.core.errors import RunError
 from apps.core.fit import compile_model, fit_phases, keras_epochs
 from apps.core.multiworker import (
@@ -64,7 +64,9 @@ def resolve_run_dir(app: App, config) -> tuple[Path, bool]:
         return run_dir, False
     saved = json.loads(config_path.read_text())["options"]
     current = dataclasses.asdict(config)
-    changed = sorted(key for key in current if saved.get(key) != current[key])
+    # An option newer than the saved run was, for that run, the app's default.
+    defaults = dataclasses.asdict(resolve_config(app))
+    changed = sorted(key for key in current if saved.get(key, defaults[key]) != current[key])
     if changed:
         raise RunError(f"--run-dir {run_dir} holds an interrupted run with other options "
                        f"({', '.join(changed)}). Re-run with the same options to resume it, or "
@@ -133,6 +135,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
         run_dir, resuming = Path(tempfile.mkdtemp(prefix=f"{app.name}-worker-")), False
         if config.run_dir:
             copy_resume_state(Path(config.run_dir), run_dir)
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_config(run_dir / "config.json", app, config)
@@ -173,6 +176,12 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
         return finish_run(app, config, model, splits, sizes, run_dir,
                           input_pipeline(splits.test, config.batch_size, cache_file=cache["test"]),
                           facts, feature_seconds)
+    except BaseException:
+        # Stopped before training wrote anything (bad data, say): no run dir is left behind.
+        if created and run_dir.is_dir() and [path.name for path in run_dir.iterdir()] == [
+                "config.json"]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if not role.chief:
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -2,6 +2,7 @@
 same run goes over two devices with MirroredStrategy."""
 
 import dataclasses
+import json
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from apps import get_app
 from apps.core import RunError, resolve_config, rundir, train
+from apps.core.runner import resolve_run_dir
 from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
 
 APP = get_app("mnist")
@@ -57,6 +59,27 @@ def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_pa
                                   max_examples=2000, run_dir=str(run_dir),
                                   export_dir=str(tmp_path / "exports")))
 
+
+def test_a_run_stopped_by_its_data_before_training_leaves_no_run_dir(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.chdir(tmp_path)  # the default run dir, runs/mnist/<time stamp>, is made here
+    status, _, error = cli_in_process(capsys, "mnist", "train", "--data", str(tmp_path / "none"),
+                                      "--export-dir", str(tmp_path / "exports"))
+    assert status == 2 and str(tmp_path / "none") in error, error
+    assert not list(tmp_path.glob("runs/mnist/*"))
+
+
+def test_an_interrupted_run_from_before_a_new_option_resumes_with_its_default(tmp_path):
+    """A run saved before an option existed ran with that option's default: it resumes, and a
+    changed value of an option it saved still refuses to."""
+    config = resolve_config(APP, data="sample", model="mnist_mlp", run_dir=str(tmp_path))
+    rundir.write_config(tmp_path / "config.json", APP, config)
+    saved = read_json(tmp_path / "config.json")
+    del saved["options"]["muon_adam_lr_ratio"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert resolve_run_dir(APP, config) == (tmp_path, True)
+    with pytest.raises(RunError, match=r"other options \(epochs\)"):
+        resolve_run_dir(APP, dataclasses.replace(config, epochs=config.epochs + 1))
 
 def test_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoints(tmp_path, run_paths):
     def poisoned_model(config, splits):
