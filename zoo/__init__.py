@@ -23,14 +23,14 @@ from zoo.finetune import fine_tunable_variables, unfreeze_top
 from zoo.generative import GAN, VAE
 from zoo.hub import save_hub_module
 from zoo.language import TextGenerator, filter_logits, generate, sampler
-from zoo.outputs import GRADCAM_LAYER
+from zoo.outputs import GRADCAM_LAYER, OUTPUT_LAYERS
 from zoo.registry import ModelEntry, build, describe, get_entry, list_models, register_model
 from zoo.rnn import AddLastValue, RelativeToLast
 from zoo.segmentation import CrossentropyDiceLoss
 from zoo.seq2seq import Translator, greedy_decode
 from zoo.transfer import BackboneModel, TransferClassifier
 
-__all__ = ["GAN", "GRADCAM_LAYER", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
+__all__ = ["GAN", "GRADCAM_LAYER", "OUTPUT_LAYERS", "VAE", "AddLastValue", "BackboneModel", "BackboneSource",
            "CenterNetLoss", "CrossentropyDiceLoss", "ImageNetClassifier", "ModelEntry", "RelativeToLast",
            "TextGenerator", "TransferClassifier", "Translator", "build", "decode_detections", "describe",
            "filter_logits", "generate", "sampler",

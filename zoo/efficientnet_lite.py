@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from zoo.outputs import gradcam_maps
+from zoo.outputs import PROBABILITIES_LAYER, gradcam_maps
 from zoo.packaged import packaged_path
 from zoo.registry import register_model
 from zoo.torch_checkpoint import read_state_dict
@@ -200,7 +200,7 @@ def efficientnet_lite0(weights=None, num_classes=1000, dropout_rate=0.2, image_s
     features = gradcam_maps(feature_maps(preprocessing()(x)))
     x = layers.Dropout(dropout_rate)(layers.GlobalAveragePooling2D()(features))
     logits = layers.Dense(num_classes, name="fc")(x)
-    model = ImageNetClassifier(pixels, layers.Softmax(dtype="float32", name="probabilities")(logits),
+    model = ImageNetClassifier(pixels, layers.Softmax(dtype="float32", name=PROBABILITIES_LAYER)(logits),
                                name="efficientnet_lite0")
     _load(model, weights)
     return model

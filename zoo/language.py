@@ -12,6 +12,7 @@ work instead of a pass over the whole sequence so far.
 import keras
 from keras import layers, ops
 
+from zoo.outputs import LOGITS_LAYER
 from zoo.registry import register_model
 
 _INPUTS = "int [batch, sequence_length] token ids, 0 = padding"
@@ -36,7 +37,7 @@ def gpt(vocab_size=1000, sequence_length=128, embedding_dim=128, num_heads=4,
                                activation="gelu", normalize_first=True,
                                name=f"decoder_{index}")(x, decoder_padding_mask=padding_mask)
     x = layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
-    logits = layers.Dense(vocab_size, name="logits")(x)
+    logits = layers.Dense(vocab_size, name=LOGITS_LAYER)(x)
     return keras.Model(token_ids, logits, name="gpt")
 
 
@@ -51,7 +52,7 @@ def lstm_lm(vocab_size=1000, sequence_length=128, embedding_dim=128, units=256, 
     for index in range(num_layers):
         x = layers.LSTM(units, return_sequences=True, dropout=dropout_rate,
                         name=f"lstm_{index}")(x)
-    logits = layers.Dense(vocab_size, name="logits")(x)
+    logits = layers.Dense(vocab_size, name=LOGITS_LAYER)(x)
     return keras.Model(token_ids, logits, name="lstm_lm")
 
 
@@ -70,7 +71,7 @@ def _call_with_cache(model, token_ids, cache, index):
         x, layer_cache = layer(x, self_attention_cache=cache[:, layer_index],
                                self_attention_cache_update_index=index)
         caches.append(layer_cache)
-    logits = model.get_layer("logits")(model.get_layer("final_norm")(x))
+    logits = model.get_layer(LOGITS_LAYER)(model.get_layer("final_norm")(x))
     return logits, ops.stack(caches, axis=1)
 
 

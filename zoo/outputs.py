@@ -2,8 +2,14 @@
 
 from keras import layers
 
+# The names of the zoo's output layers: a classifier's probabilities, a language model's or
+# translator's logits over the vocabulary (Muon leaves both to its AdamW step).
+PROBABILITIES_LAYER = "probabilities"
+LOGITS_LAYER = "logits"
+OUTPUT_LAYERS = (PROBABILITIES_LAYER, LOGITS_LAYER)
 
-def classification_output(num_outputs: int, name: str = "probabilities"):
+
+def classification_output(num_outputs: int, name: str = PROBABILITIES_LAYER):
     """Softmax over classes, or one sigmoid unit for a binary task.
 
     Kept in float32 so a model trained under mixed precision still returns float32 probabilities.

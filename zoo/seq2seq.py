@@ -15,6 +15,7 @@ keys, recurrent steps), so padding never changes an output, and the decoder is c
 import keras
 from keras import layers, ops
 
+from zoo.outputs import LOGITS_LAYER
 from zoo.registry import register_model
 from zoo.text import PositionEmbedding
 
@@ -83,7 +84,7 @@ def transformer_seq2seq(source_vocab_size=1000, target_vocab_size=1000, sequence
             return_attention_scores=True)
         y = _residual(y, layers.Dropout(dropout_rate)(attended))
         y = _residual(y, _feed_forward(y, feed_forward_dim, dropout_rate))
-    logits = layers.Dense(target_vocab_size, name="logits")(y)
+    logits = layers.Dense(target_vocab_size, name=LOGITS_LAYER)(y)
     decoder = keras.Model([target_ids, source_in, encoded], [logits, ops.mean(scores, axis=1)],
                           name="decoder")
     return _parts_model(encoder, decoder, sequence_length, "transformer_seq2seq")
@@ -119,7 +120,7 @@ def lstm_seq2seq(source_vocab_size=1000, target_vocab_size=1000, sequence_length
     else:
         scores = ops.zeros_like(ops.cast(target_ids[:, :, None] * source_in[:, None, :],
                                          "float32"))
-    logits = layers.Dense(target_vocab_size, name="logits")(layers.Dropout(dropout_rate)(y))
+    logits = layers.Dense(target_vocab_size, name=LOGITS_LAYER)(layers.Dropout(dropout_rate)(y))
     decoder = keras.Model([target_ids, source_in, *encoded], [logits, scores], name="decoder")
     return _parts_model(encoder, decoder, sequence_length, "lstm_seq2seq")
 

@@ -96,7 +96,8 @@ def learning_rate_schedule(config, peak: float, total_steps: int):
         start, max(total_steps - warmup, 1), alpha=alpha, warmup_target=peak, warmup_steps=warmup)
 
 
-MUON_EXCLUDED = ["(^|/)logits/", "(^|/)probabilities/"]  # output layers: AdamW, as Muon's authors advise
+# The zoo's output layers take the AdamW step, as Muon's authors advise.
+MUON_EXCLUDED = [f"(^|/){name}/" for name in zoo.OUTPUT_LAYERS]
 
 
 def attention_matrix_shape(variable) -> tuple[int, int] | None:

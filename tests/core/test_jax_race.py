@@ -28,6 +28,7 @@ runpy.run_module("bench.jax_race", run_name="__main__")
 
 
 @pytest.mark.long
+@pytest.mark.full_tier  # a benchmark's mechanics, no app's: about 16 s
 def test_the_race_runs_on_jax_without_tensorflow_from_the_apps_splits_model_and_recipe(tmp_path):
     folder, results = tmp_path / "race", tmp_path / "jax_race.json"
     subprocess.run([sys.executable, "-m", "bench.jax_race", "prepare", "--pairs", "1",

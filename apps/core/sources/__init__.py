@@ -83,6 +83,15 @@ def texts_or_files(inputs: list[str]) -> tuple[list[str], np.ndarray]:
     return texts, np.array(texts, dtype=object)
 
 
+def read_utf8(path: Path) -> str:
+    """A text file's content, or a DataError naming the file and the first byte that is not
+    UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start}). Save it as UTF-8.") from error
+
+
 TEST_FRACTION = 0.15
 
 

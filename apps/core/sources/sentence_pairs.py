@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from apps.core.app import DataSplits
 from apps.core.errors import DataError
-from apps.core.sources import hold_out
+from apps.core.sources import hold_out, read_utf8
 
 HELD_OUT_RANGE = (740_000, 760_000)
 HELD_OUT_MODULUS, HELD_OUT_RESIDUE = 7, 3
@@ -34,10 +34,7 @@ def _pairs_dataset(pairs: list[tuple[str, str]]) -> tf.data.Dataset:
 def read_tsv(path: Path) -> tuple[list[tuple[str, str]], int]:
     """The pairs of a tab-separated file and the count of lines skipped (blank, no tab, or an
     empty side)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}). Save it as UTF-8.") from error
+    text = read_utf8(path)
     pairs, skipped = [], 0
     for line in text.splitlines():
         columns = line.split("\t")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.core.errors import DataError
+from apps.core.sources import read_utf8
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 FORTUNES_LICENCE = Path("/usr/share/doc/fortunes/copyright")
@@ -37,10 +38,7 @@ def documents_in(text: str) -> list[str]:
 
 
 def read_text(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}). Save it as UTF-8.") from error
+    text = read_utf8(path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty; give a file with text in it.")
     return text
