@@ -323,22 +323,26 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="an option of B instead of the app default, to measure a lever "
                              "(e.g. batch_size=128); its results are kept beside the default's")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="the JSON file the races are merged into (another file keeps a "
+                             "check of one pair apart from the 3-pair figures)")
     arguments = parser.parse_args()
     lever = {key: ast.literal_eval(value) for key, _, value in
              (pair.partition("=") for pair in arguments.option)}
     results = {entry["race"]: entry for entry in
-               (json.loads(RESULTS.read_text())["results"] if RESULTS.exists() else [])
+               (json.loads(arguments.results.read_text())["results"]
+                if arguments.results.exists() else [])
                if "race" in entry}
     for name in arguments.races:
         result = compare(name, arguments.pairs, lever)
         results[result["race"]] = result
-        write_results(RESULTS, sorted(results.values(), key=lambda entry: (
+        write_results(arguments.results, sorted(results.values(), key=lambda entry: (
             list(RACES).index(entry["race"].split()[0]), entry["race"])))
         print(f"{result['race']}: median time-to-target ratio (reference / runner) "
               f"{result['ratio_median']:.2f} over {arguments.pairs} pairs; final "
               f"{result['metric']} reference {result['reference_quality']}, "
               f"project {result['project_quality']}", flush=True)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {arguments.results}")
 
 
 if __name__ == "__main__":
