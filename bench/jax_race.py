@@ -18,8 +18,6 @@ not the whole app.
 import argparse
 import json
 import math
-import os
-import time
 from pathlib import Path
 
 import keras
@@ -27,6 +25,7 @@ import numpy as np
 
 from bench import references_keras
 from bench.race_clock import EpochClock, pair_record, race_summary
+from bench.results import write_backend_results
 
 FOLDER = Path("runs/jax_race")
 RESULTS = Path(__file__).with_name("jax_race.json")
@@ -100,14 +99,6 @@ def ours(folder: Path, race: str, seed: int) -> list[dict]:
     return clock.rows
 
 
-def device_name() -> str:
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return str(jax.devices()[0].device_kind)
-    return "cpu"
-
-
 def run(folder: Path, pairs: int, races: list[str], out: Path) -> None:
     results = []
     for race in races:
@@ -122,12 +113,7 @@ def run(folder: Path, pairs: int, races: list[str], out: Path) -> None:
         print(f"{race}: median ratio {results[-1]['ratio_median']}, final accuracy reference "
               f"{results[-1]['reference_quality']}, project {results[-1]['project_quality']}",
               flush=True)
-    out.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "backend": keras.backend.backend(),
-        "device": device_name(), "keras": keras.__version__,
-        "command_env": {"KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "")},
-        "results": results}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_backend_results(out, results)
 
 
 def main() -> None:

@@ -11,8 +11,6 @@ Results go to bench/zoo_speed.json and a table.
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import keras
 import numpy as np
 
 import zoo
+from bench.results import write_backend_results
 
 RESULTS = Path(__file__).with_name("zoo_speed.json")
 
@@ -106,16 +105,7 @@ def main() -> None:
         rows.append(measure(name, arguments.steps, max(arguments.epochs, 2),
                             arguments.peak_tflops))
         print(json.dumps(rows[-1]), flush=True)
-    device = platform.processor() or platform.machine()
-    if keras.backend.backend() == "jax":
-        import jax
-
-        device = str(jax.devices()[0].device_kind)
-    RESULTS.write_text(json.dumps({
-        "date": time.strftime("%Y-%m-%d"), "backend": keras.backend.backend(), "device": device,
-        "keras": keras.__version__, "command_env": {"KERAS_BACKEND": os.environ.get(
-            "KERAS_BACKEND", "")}, "results": rows}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_backend_results(RESULTS, rows)
 
 
 if __name__ == "__main__":
