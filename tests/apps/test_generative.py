@@ -124,6 +124,7 @@ TINY_CGAN = ["--model", "cgan", "--data", "sample", "--epochs", "3", "--max-exam
 
 
 @pytest.mark.long
+@pytest.mark.full_tier  # a GAN's resume (two optimizers): about 35 s; test_train's is the fast tier's
 def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
     """A cgan run SIGKILLed after its first epoch and run again: no epoch twice, one history,
     the optimizer's state restored (its step count is the whole run's), losses as an

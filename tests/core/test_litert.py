@@ -19,9 +19,10 @@ def splits_of(inputs, targets):
 
 @pytest.mark.parametrize("app_name, options, inputs", [
     ("speech", {}, np.random.default_rng(0).normal(0, 0.1, (16, 16000)).astype("float32")),
-    ("vision", {"model": "image_transfer", "backbone": "mobilenet_v2", "weights": "none",
-                "image_size": 32},
-     np.random.default_rng(0).integers(0, 256, (16, 45, 40, 3), dtype=np.uint8)),
+    pytest.param("vision", {"model": "image_transfer", "backbone": "mobilenet_v2",
+                            "weights": "none", "image_size": 32},
+                 np.random.default_rng(0).integers(0, 256, (16, 45, 40, 3), dtype=np.uint8),
+                 marks=pytest.mark.full_tier),  # about 11 s; speech converts in the fast tier
 ])
 def test_speech_and_a_keras_applications_backbone_convert_and_agree(app_name, options, inputs,
                                                                    tmp_path):

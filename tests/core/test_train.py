@@ -113,6 +113,7 @@ sys.exit(main(APP_NAMES, get_app, sys.argv[1:]))
 
 
 @pytest.mark.long
+@pytest.mark.full_tier  # a GPU machine's path, simulated in a process of its own: about 15 s
 def test_mirrored_strategy_trains_over_two_logical_devices(tmp_path):
     result = run_python(MIRRORED_ON_TWO_CPUS, "mnist", "train", "--data", "sample", "--model",
                         "mnist_mlp", "--epochs", "2", "--distribute", "mirrored",
