@@ -14,8 +14,8 @@ def _share_the_cores_between_workers():
     worker sizes its pools to every core: two workers training at once on two cores then took
     73 s where one thread each took 66 s (three epochs of the segmentation default, twice)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
     if workers > 1:
+        threads = str(max(1, len(os.sched_getaffinity(0)) // workers))
         os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
         os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
 

@@ -135,7 +135,7 @@ def test_imagenet_features_beat_training_from_scratch_on_ten_labels_per_class(di
     assert imagenet["test_accuracy"] >= scratch["test_accuracy"] + 0.05
 
 
-@pytest.mark.full_tier  # three runs, about 20 s; the default run above trains the backbone
+@pytest.mark.full_tier  # three runs, about 20 s; tests/zoo/test_transfer_sources loads each source
 def test_a_saved_backbone_starts_the_next_run_through_its_weights_file_or_hub_folder(digits,
                                                                                       tmp_path):
     """A run fine-tunes its backbone and saves it (the hub folder only when asked); the next
