@@ -7,7 +7,7 @@ APPS := mnist vision sentiment speech forecast generative segmentation detection
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast list serve browser bench bench-compare bench-jax-race bench-floors bench-transfer clean data-speech espeak fortunes explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
+.PHONY: setup test test-fast list serve browser bench bench-compare bench-jax-race bench-floors bench-transfer host-speed clean data-speech espeak fortunes explain-examples imagenet-photos bench-torch-parity $(addprefix train-,$(APPS))
 
 setup: $(INSTALLED)
 
@@ -104,6 +104,11 @@ bench-compare: $(INSTALLED)
 bench-jax-race: $(INSTALLED)
 	$(PYTHON) -m bench.jax_race prepare
 	KERAS_BACKEND=jax $(PYTHON) -m bench.jax_race run $(ARGS)
+
+# The host's speed, a yardstick for test and benchmark times taken on different days: ms per
+# training step of the segmentation U-Net (bench/host_speed.py; CI prints it after make test).
+host-speed: $(INSTALLED)
+	$(PYTHON) -m bench.host_speed
 
 # Each quality floor of make test on its default run with seeds 42, 1 and 2 (bench/floors.json).
 bench-floors: $(INSTALLED)
