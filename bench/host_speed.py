@@ -6,7 +6,9 @@ time means little without the speed of the host it was taken on. The yardstick i
 milliseconds of one training step of the segmentation default's U-Net (48 pixels, batch 32, its
 loss, Adam), the kind of work the floors' default runs spend most of their time on: a fixed
 batch, three warm-up steps, then the median of three rounds of eight steps, with TensorFlow's own
-thread pools. About 15 s, TensorFlow's start included.
+thread pools. About 15 s, TensorFlow's start included. The workload is written out here, not
+read from the segmentation app's declarations, so that its figure keeps its meaning when that
+app's defaults change.
 
     make host-speed    # python -m bench.host_speed
 """
