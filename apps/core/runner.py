@@ -135,7 +135,7 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
         run_dir, resuming = Path(tempfile.mkdtemp(prefix=f"{app.name}-worker-")), False
         if config.run_dir:
             copy_resume_state(Path(config.run_dir), run_dir)
-    created = not run_dir.exists()
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         rundir.write_config(run_dir / "config.json", app, config)
@@ -177,10 +177,16 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
                           input_pipeline(splits.test, config.batch_size, cache_file=cache["test"]),
                           facts, feature_seconds)
     except BaseException:
-        # Stopped before training wrote anything (bad data, say): no run dir is left behind.
+        # Stopped before training wrote anything (bad data, say): no run dir is left behind,
+        # nor the folders this run made above it (runs/<app>/) where they are empty.
         if created and run_dir.is_dir() and [path.name for path in run_dir.iterdir()] == [
                 "config.json"]:
             shutil.rmtree(run_dir, ignore_errors=True)
+            for folder in created[1:]:
+                try:
+                    folder.rmdir()  # refused where another run has written in it meanwhile
+                except OSError:
+                    break
         raise
     finally:
         if not role.chief:
