@@ -61,7 +61,7 @@ def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_pa
 
 
 def test_a_run_stopped_by_its_data_before_training_leaves_no_run_folders(tmp_path, monkeypatch,
-                                                                      capsys):
+                                                                          capsys):
     monkeypatch.chdir(tmp_path)  # the default run dir, runs/mnist/<time stamp>, is made here
     status, _, error = cli_in_process(capsys, "mnist", "train", "--data", str(tmp_path / "none"),
                                       "--export-dir", str(tmp_path / "exports"))
