@@ -18,7 +18,7 @@ import numpy as np
 import zoo
 from apps.core import plots
 from apps.core.errors import RunError
-from apps.core.fit import make_optimizer, training_loss
+from apps.core.fit import build_training_state, make_optimizer, training_loss
 from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
 from apps.core.runner import build_model, check_options
 
@@ -78,6 +78,7 @@ def find_learning_rate(app, config, start: float = 1e-7, end: float = 10.0,
         model.backbone.trainable = False
     model.compile(optimizer=make_optimizer(config, start, model), loss=training_loss(app, config))
     test = LearningRateRangeTest(start, end, steps)
+    build_training_state(model, data)
     model.fit(data, steps_per_epoch=1, epochs=steps, callbacks=[test], verbose=0)
     result = {"app": app.name, "model": config.model, "batch_size": config.batch_size,
               **suggest(test.rates, test.losses), "steps_run": len(test.losses),

@@ -99,7 +99,11 @@ def train_judge(splits, image_shape, epochs: int, seed: int):
         judge.load_weights(weights)
     judge.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if not weights.exists():
-        judge.fit(images.shuffle(10_000, seed=seed).batch(128), epochs=epochs, verbose=0)
+        from apps.core.fit import build_training_state  # the runner's module: it loads Keras
+
+        batches = images.shuffle(10_000, seed=seed).batch(128)
+        build_training_state(judge, batches)
+        judge.fit(batches, epochs=epochs, verbose=0)
         JUDGES_DIR.mkdir(parents=True, exist_ok=True)
         staging = weights.with_name(f"{weights.name}.{os.getpid()}.weights.h5")
         judge.save_weights(staging)
