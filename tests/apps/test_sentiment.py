@@ -11,8 +11,8 @@ import tensorflow as tf
 
 import zoo
 from apps import get_app
-from apps.core import DataError, resolve_config, train
-from apps.sentiment import fitted_sequence_length, load_data
+from apps.core import DataError, DataSplits, resolve_config, train
+from apps.sentiment import load_data
 from tests.conftest import REPO_ROOT, BackboneAfterEachFit
 
 APP = get_app("sentiment")
@@ -56,12 +56,27 @@ def test_models_from_scratch_learn_the_sample(model, sample_run):
     assert metrics["test_accuracy"] >= 0.8, metrics["test_accuracy"]
 
 
-def test_reviews_are_padded_only_as_far_as_the_longest_training_review_needs(tiny_bert_preset):
-    """12 words and [CLS], [SEP]: 14 tokens, rounded up to 16; never past the option's length."""
-    reviews = tf.data.Dataset.from_tensor_slices((
-        ["the plot was fine", "the plot was fine and the movie was not long at all"], [1, 0]))
-    assert fitted_sequence_length(tiny_bert_preset, reviews, 128) == 16
-    assert fitted_sequence_length(tiny_bert_preset, reviews, 12) == 12
+@pytest.mark.parametrize("model,options,length", [
+    ("text_transfer", [], 16),  # 12 words and [CLS], [SEP]: 14 of MiniLM's tokens -> 16
+    ("text_transfer", ["sequence_length=12"], 12),  # a length given is kept
+    ("transformer_classifier", [], 16),  # 12 words -> 16
+    ("bilstm_classifier", ["sequence_length=24"], 24),
+])
+def test_reviews_are_padded_only_as_far_as_the_longest_training_review_needs(
+        model, options, length, tiny_bert_preset):
+    splits = DataSplits(train=tf.data.Dataset.from_tensor_slices((
+        ["the plot was fine", "the plot was fine and the movie was not long at all"], [1, 0])),
+        test=None, source="two reviews")
+    if model == "text_transfer":
+        options = [f"backbone={tiny_bert_preset}", *options]
+    built = APP.build_model(resolve_config(APP, model=model, model_arg=options), splits)
+    assert built.input_shape == (None,)  # raw strings in
+    assert built(tf.constant(["fine"])).shape == (1, 2)
+    assert splits.facts.get("sequence_length", length) == length
+    ids = next(layer for layer in built._flatten_layers()
+               if isinstance(layer, keras.layers.TextVectorization) or layer.name == "tokenizer")
+    output = ids(tf.constant(["the plot"]))
+    assert (output[0] if model == "text_transfer" else output).shape[-1] == length
 
 
 @pytest.mark.parametrize("fine_tune,changes", [("0", False), ("all", True)])
