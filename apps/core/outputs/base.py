@@ -36,10 +36,12 @@ def predict_test_split(model, app, test_data: tf.data.Dataset) -> TestPrediction
     for tracker in trackers:
         tracker.reset_state()
 
-    @tf.function(reduce_retracing=True)
     def step(inputs, targets):
         outputs = model(inputs, training=False)
         return outputs, batch_sums(model, app, inputs, targets, outputs, False)[0]
+
+    # Traced once for any batch size: the last, smaller batch does not trace it again.
+    step = tf.function(step, input_signature=list(test_data.element_spec))
 
     inputs, targets, outputs, totals = [], [], [], {}
     for batch_inputs, batch_targets in test_data:
