@@ -171,7 +171,7 @@ def test_without_a_gpu_augmentation_runs_in_turn_with_the_training_step():
 def test_each_phase_traces_its_training_step_once(steps_per_execution):
     """The optimizer's and the metrics' variables exist before `fit` traces the step: a step that
     created them would be traced again (Python's `train_step` runs once per trace), which cost
-    the sentiment Transformer 1.6 s and the U-Net about 4 s of their first epoch."""
+    the sentiment Transformer 2 s and the U-Net 3-7 s of their first epoch."""
     import tensorflow as tf
 
     import zoo
