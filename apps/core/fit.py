@@ -81,6 +81,20 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         os.replace(partial, self._training_metadata_path)
 
 
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard logging once an epoch. With `update_freq="epoch"` Keras 3.15 still
+    builds a summary of every logged value after each training call, then drops it (no writer
+    is open between epochs): under cProfile, 0.36 s of a 12-epoch MNIST MLP run of 7 s, 0.15 s
+    of two U-Net epochs of 28 s. Without a graph to write or batches to profile
+    (`write_graph=False`, `profile_batch=0`), the batch's end has nothing else to do."""
+
+    def __init__(self, log_dir: str):
+        super().__init__(log_dir, write_graph=False, profile_batch=0, update_freq="epoch")
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
 def learning_rate_schedule(config, peak: float, total_steps: int):
     """`--schedule` over `total_steps` (warm-up included) peaking at `peak`; a float for plateau,
     whose rate ReduceLROnPlateau changes between epochs."""
@@ -286,7 +300,7 @@ def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dic
         keras.callbacks.TerminateOnNaN(raise_error=True),
         *(selecting if getattr(model, "has_validation_loss", True) else []),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+        EpochTensorBoard(str(run_dir / "logs")),
         *extra,
         AtomicBackupAndRestore(str(backup_dir)),
     ]

@@ -191,3 +191,38 @@ def test_each_phase_traces_its_training_step_once(steps_per_execution):
         (tf.random.uniform([32, 28, 28, 1]), tf.range(32) % 10)).batch(8)
     keras_epochs(model, (examples, examples), 0, 2, callbacks=[])
     assert len(traces) == 1
+
+
+def test_tensorboard_logs_each_epoch_and_builds_no_batch_summaries(run_paths, monkeypatch):
+    """The run's TensorBoard logs hold the loss and the metric of each epoch, for training and
+    for validation; no summary is built for a batch (Keras builds them and drops them when it
+    logs once an epoch)."""
+    import tensorflow as tf
+
+    built = []
+
+    class CountedSummaries:  # TensorBoard's `summary` module, its scalars counted
+        def __init__(self, module):
+            self.module = module
+
+        def __getattr__(self, name):
+            return getattr(self.module, name)
+
+        def scalar(self, name, *args, **kwargs):
+            built.append(name)
+            return self.module.scalar(name, *args, **kwargs)
+
+    summary_module = keras.callbacks.TensorBoard.summary.fget
+    monkeypatch.setattr(keras.callbacks.TensorBoard, "summary",
+                        property(lambda callback: CountedSummaries(summary_module(callback))))
+    train(APP, resolve_config(APP, data="sample", model="mnist_mlp", epochs=2, max_examples=500,
+                              **run_paths))
+    assert "epoch_loss" in built and not [name for name in built if name.startswith("batch_")], \
+        sorted(set(built))
+    for side in ("train", "validation"):
+        logged = [(value.tag, event.step)
+                  for path in (REPO_ROOT / run_paths["run_dir"] / "logs" / side).iterdir()
+                  for event in tf.compat.v1.train.summary_iterator(str(path))
+                  for value in event.summary.value]
+        assert {("epoch_loss", 0), ("epoch_loss", 1), ("epoch_accuracy", 0),
+                ("epoch_accuracy", 1)} <= set(logged), (side, logged)
