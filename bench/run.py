@@ -16,7 +16,8 @@ import keras
 
 from apps import get_app
 from apps.core import resolve_config
-from apps.core.fit import EpochTimer, compile_model
+from apps.core.callbacks import EpochTimer
+from apps.core.fit import compile_model
 from apps.core.pipeline import input_pipeline, load_splits, training_augmentation
 from bench.results import write_results
 
