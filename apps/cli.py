@@ -181,20 +181,24 @@ def main(app_names, get_app, argv=None) -> int:
     app_parser = _Parser(prog=f"python -m apps {app.name}", description=app.summary)
     commands = app_parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, text in RUN_COMMANDS.items():
-        run_parser = commands.add_parser(name, help=text, description=text,
-                                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        # build_parser writes each option's default into its help itself.
+        run_parser = commands.add_parser(name, help=text, description=text)
         build_parser(app.config_class, {**app.defaults, **file_options}, run_parser)
         run_parser.add_argument("--config", metavar="FILE",
                                 help="YAML or JSON file of options (a run's config.json too); "
                                      "the flags given here override it")
         if name == "lr-find":
-            run_parser.add_argument("--start-lr", type=float, default=1e-7)
-            run_parser.add_argument("--end-lr", type=float, default=10.0)
+            run_parser.add_argument("--start-lr", type=float, default=1e-7,
+                                    help="the first step's learning rate (default: %(default)s)")
+            run_parser.add_argument("--end-lr", type=float, default=10.0,
+                                    help="the last step's learning rate (default: %(default)s)")
             run_parser.add_argument("--num-steps", type=int, default=100,
-                                    help="training steps, each at a higher learning rate")
+                                    help="training steps, each at a higher learning rate "
+                                         "(default: %(default)s)")
         if name == "tune":
             run_parser.add_argument("--max-trials", type=int, default=10,
-                                    help="configurations to train (KerasTuner random search)")
+                                    help="configurations to train (KerasTuner random search) "
+                                         "(default: %(default)s)")
     predict_parser = commands.add_parser("predict", help="run an exported SavedModel on inputs")
     predict_parser.add_argument("--model-dir", required=True,
                                 help="an export: saved_models/<app> (latest version) or a version")

@@ -219,7 +219,8 @@ def build_parser(config_class: type, defaults: dict, parser: argparse.ArgumentPa
         text = field.metadata.get("help", "")
         choices = field.metadata.get("choices")
         if kind is bool:
-            parser.add_argument(_flag(field.name), default=default, help=text,
+            chosen = _flag(field.name) if default else "--no-" + _flag(field.name)[2:]
+            parser.add_argument(_flag(field.name), default=default, help=f"{text} (default: {chosen})",
                                 action=argparse.BooleanOptionalAction)
         elif kind is list:
             parser.add_argument(_flag(field.name), default=list(default), action="append",

@@ -76,7 +76,10 @@ def test_help_lists_every_shared_option_with_its_default(capsys):
     for flag in ("--model", "--data", "--epochs", "--batch-size", "--learning-rate", "--seed",
                  "--run-dir", "--export-dir", "--model-arg"):
         assert flag in out
-    assert "'mnist_cnn'" in out
+    flat = " ".join(out.split())
+    assert flat.count("(default: 'mnist_cnn')") == 1 and "(default: mnist_cnn)" not in flat
+    assert "(default: --no-augment)" in flat and "(default: --mixed-precision)" in flat
+    assert all(entry.count("(default:") <= 1 for entry in flat.split(" --")), flat
 
 
 WITHOUT_TENSORFLOW = """
