@@ -40,8 +40,8 @@ SPLIT_FRACTIONS = (0.70, 0.15)
 
 @dataclasses.dataclass
 class ForecastConfig(TrainConfig):
-    column: str = option("", "CSV column to forecast (default: co2 for the sample, T (degC) for "
-                             "jena, the only numeric column of any other CSV)")
+    column: str = option("", "CSV column to forecast; empty: co2 for the sample, T (degC) for "
+                             "jena, the only numeric column of any other CSV")
     window: int = option(52, "past steps the model sees")
     horizon: int = option(4, "steps ahead to forecast")
     season: int = option(52, "steps per season, for the seasonal-naive baseline (52 weeks)")
