@@ -94,6 +94,17 @@ def _list(app_names, get_app) -> None:
         print(f"model {name:24s} {entry.task:22s} {size:>10,d} params  {entry.summary}")
 
 
+def _model_defaults_text(app) -> str | None:
+    """The run commands' epilog: the defaults that change with --model."""
+    if not app.model_defaults:
+        return None
+    models = "; ".join(f"--model {model}: " + ", ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in options.items())
+        for model, options in app.model_defaults.items())
+    return (f"Defaults that change with the model ({models}). Give --model with --help to see "
+            f"a model's own.")
+
+
 def _predict(app, arguments) -> None:
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops that text exports use)
 
@@ -163,18 +174,20 @@ def main(app_names, get_app, argv=None) -> int:
     if argv[0] not in app_names:
         parser.error(f"unknown app {argv[0]!r}; choose one of: list, serve, {', '.join(app_names)}")
 
-    from apps.core.config import build_parser, from_namespace, read_config_file
+    from apps.core.config import app_defaults, build_parser, from_namespace, read_config_file
     from apps.core.errors import DataError, RunError
     from apps.core.litert import QUANTIZATIONS
 
     app = get_app(argv[0])
     command = argv[1] if len(argv) > 1 else ""
     try:
+        # The config file and the model decide which defaults the flags show and take.
         preparse = argparse.ArgumentParser(add_help=False)
         preparse.add_argument("--config")
-        config_file = preparse.parse_known_args(argv[2:])[0].config
-        file_options = (read_config_file(config_file, app.name, app.config_class)
-                        if config_file and command in RUN_COMMANDS else {})
+        preparse.add_argument("--model")
+        chosen = preparse.parse_known_args(argv[2:])[0]
+        file_options = (read_config_file(chosen.config, app.name, app.config_class)
+                        if chosen.config and command in RUN_COMMANDS else {})
     except RunError as error:
         print(f"python -m apps {app.name} {command}: error: {error}", file=sys.stderr)
         return 2
@@ -182,8 +195,11 @@ def main(app_names, get_app, argv=None) -> int:
     commands = app_parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, text in RUN_COMMANDS.items():
         # build_parser writes each option's default into its help itself.
-        run_parser = commands.add_parser(name, help=text, description=text)
-        build_parser(app.config_class, {**app.defaults, **file_options}, run_parser)
+        run_parser = commands.add_parser(name, help=text, description=text,
+                                         epilog=_model_defaults_text(app))
+        build_parser(app.config_class,
+                     {**app_defaults(app, chosen.model or file_options.get("model")),
+                      **file_options}, run_parser)
         run_parser.add_argument("--config", metavar="FILE",
                                 help="YAML or JSON file of options (a run's config.json too); "
                                      "the flags given here override it")

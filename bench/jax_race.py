@@ -37,7 +37,7 @@ def prepare(folder: Path, pairs: int) -> None:
     """Each seed's splits, and each race's model and recipe, from the mnist app (TensorFlow)."""
     from apps import get_app
     from apps.core import resolve_config
-    from apps.core.fit import compile_model
+    from apps.core.fit import Adam, compile_model
     from apps.core.pipeline import load_splits
     from apps.core.runner import build_model
     from bench.references import arrays
@@ -61,7 +61,10 @@ def prepare(folder: Path, pairs: int) -> None:
             model = build_model(app, config, splits)
             total_steps = config.epochs * math.ceil(sizes["train"] / config.batch_size)
             compile_model(model, app, config, config.learning_rate, total_steps)
-            optimizer = keras.optimizers.serialize(model.optimizer)
+            optimizer = model.optimizer
+            if isinstance(optimizer, Adam):  # Keras' Adam, with a step fused for TensorFlow
+                optimizer = keras.optimizers.Adam.from_config(optimizer.get_config())
+            optimizer = keras.optimizers.serialize(optimizer)
             if not optimizer["module"].startswith("keras"):
                 raise SystemExit(f"{race}: the optimizer {optimizer['class_name']} is not "
                                  f"Keras' own; it cannot be rebuilt without the apps")

@@ -85,7 +85,9 @@ class App:
     touches no Keras name when it is imported), or None for a model with its own objective.
     `app_model_options`: the zoo options the app sets itself (option -> where the value comes
     from), which `--model-arg` may not repeat. `option_flags`: zoo options that have a flag of
-    their own (option -> flag), so the zoo's errors reach the user in flags.
+    their own (option -> flag), so the zoo's errors reach the user in flags. `model_defaults`
+    (model -> options) override `defaults` when that model is chosen (a model that converges in
+    fewer epochs than the app's default model).
     `read_inputs(inputs)` turns what `predict` is given into `(names, batch)` for the
     `predict_signature`. `augmentation(config)` returns what the runner applies to training
     batches in the tf.data pipeline (never in the export). `model_signatures(model)` replaces
@@ -110,6 +112,7 @@ class App:
     option_flags: dict[str, str] = dataclasses.field(default_factory=dict)
     config_class: type = TrainConfig
     defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model_defaults: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     augmentation: Callable[[Any], Any] | None = None
     predict_signature: str = "serving_default"
     extra_report: Callable[..., dict] | None = None

@@ -1,7 +1,8 @@
 """Typed run configuration, and the command-line flags generated from it.
 
-Resolution order: the dataclass defaults < the app's `defaults` < a `--config` file < command-line
-flags. The resolved config is saved beside every run as config.json, itself a valid `--config`.
+Resolution order: the dataclass defaults < the app's `defaults` < the app's `model_defaults` for
+the chosen model < a `--config` file < command-line flags. The resolved config is saved beside
+every run as config.json, itself a valid `--config`.
 """
 
 import argparse
@@ -276,6 +277,14 @@ def from_namespace(config_class: type, namespace: argparse.Namespace):
     return config_class(**{name: getattr(namespace, name) for name in names})
 
 
+def app_defaults(app, model: str | None = None) -> dict:
+    """The app's defaults for `model` (None: the app's default model): its `defaults`, then that
+    model's `model_defaults`."""
+    model = model or app.defaults.get("model")
+    return {**app.defaults, **app.model_defaults.get(model, {})}
+
+
 def resolve_config(app, **overrides):
-    """The app's config as the command line would give it: dataclass < app defaults < overrides."""
-    return app.config_class(**{**app.defaults, **overrides})
+    """The app's config as the command line would give it: dataclass < app defaults (for the
+    model chosen) < overrides."""
+    return app.config_class(**{**app_defaults(app, overrides.get("model")), **overrides})

@@ -65,7 +65,7 @@ def resolve_run_dir(app: App, config) -> tuple[Path, bool]:
     saved = json.loads(config_path.read_text())["options"]
     current = dataclasses.asdict(config)
     # An option newer than the saved run was, for that run, the app's default.
-    defaults = dataclasses.asdict(resolve_config(app))
+    defaults = dataclasses.asdict(resolve_config(app, model=config.model))
     changed = sorted(key for key in current if saved.get(key, defaults[key]) != current[key])
     if changed:
         raise RunError(f"--run-dir {run_dir} holds an interrupted run with other options "

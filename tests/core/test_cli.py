@@ -81,6 +81,32 @@ def test_help_lists_every_shared_option_with_its_default(capsys):
     assert "(default: --no-augment)" in flat and "(default: --mixed-precision)" in flat
 
 
+def test_a_models_own_defaults_apply_when_it_is_chosen(capsys, tmp_path):
+    """mnist_mlp's 8 epochs replace the app's 12 when --model (or a --config file) names it;
+    a flag or the file's own value still wins."""
+    from apps import get_app
+    from apps.core import resolve_config
+
+    def epochs_default(*args):
+        status, out, _ = cli_in_process(capsys, "mnist", "train", *args, "--help")
+        assert status == 0
+        flat = " ".join(out.split())
+        return flat.split("--epochs EPOCHS ")[1].split("(default: ")[1].split(")")[0], flat
+
+    default, flat = epochs_default()
+    assert default == "12"
+    assert "Defaults that change with the model (--model mnist_mlp: --epochs 8)" in flat
+    assert epochs_default("--model", "mnist_mlp")[0] == epochs_default("--model=mnist_mlp")[0] == "8"
+    (tmp_path / "mlp.yaml").write_text("model: mnist_mlp\n")
+    (tmp_path / "mlp_3.yaml").write_text("model: mnist_mlp\nepochs: 3\n")
+    assert epochs_default("--config", str(tmp_path / "mlp.yaml"))[0] == "8"
+    assert epochs_default("--config", str(tmp_path / "mlp_3.yaml"))[0] == "3"
+    app = get_app("mnist")
+    assert resolve_config(app).epochs == 12 and resolve_config(app, model="mnist_cnn").epochs == 12
+    assert resolve_config(app, model="mnist_mlp").epochs == 8
+    assert resolve_config(app, model="mnist_mlp", epochs=3).epochs == 3
+
+
 @pytest.mark.parametrize("app", APP_NAMES)
 def test_help_names_each_default_once(capsys, app):
     status, out, _ = cli_in_process(capsys, app, "train", "--help")

@@ -1,6 +1,7 @@
 """bench.jax_race: the MNIST races on the JAX backend without TensorFlow, as they run on a GPU
 machine, from what `prepare` takes from the mnist app."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import pytest
 
 from apps import get_app
+from apps.core import resolve_config
 from tests.conftest import REPO_ROOT
 
 # As on the GPU machine, where TensorFlow is not installed: importing it fails (a None in
@@ -33,7 +35,7 @@ def test_the_race_runs_on_jax_without_tensorflow_from_the_apps_splits_model_and_
     folder, results = tmp_path / "race", tmp_path / "jax_race.json"
     subprocess.run([sys.executable, "-m", "bench.jax_race", "prepare", "--pairs", "1",
                     "--folder", str(folder)], cwd=REPO_ROOT, check=True)
-    defaults = get_app("mnist").defaults
+    defaults = dataclasses.asdict(resolve_config(get_app("mnist"), model="mnist_mlp"))
     recipe = json.loads((folder / "mnist_mlp-0.json").read_text())
     assert (recipe["batch_size"], recipe["epochs"], recipe["patience"],
             recipe["steps_per_execution"]) == (defaults["batch_size"], defaults["epochs"],
