@@ -84,6 +84,10 @@ class TrainConfig:
     validation_fraction: float = option(0.1, "fraction of the training data held out for "
                                               "validation")
     patience: int = option(5, "epochs without validation improvement before stopping")
+    backup_seconds: float = option(10.0, "write the resumable backup and the best weights at "
+                                         "the end of an epoch at least this many seconds after "
+                                         "the last write (a killed run retrains at most this "
+                                         "and an epoch); 0 = every epoch")
     augment: bool = option(True, "random augmentation during training (never at inference)")
     distribute: str = option("auto", "auto (MirroredStrategy when there are several GPUs), "
                                       "mirrored (over every GPU, or every logical CPU device), "

@@ -27,6 +27,7 @@ import zoo
 from apps.core import rundir
 from apps.core.callbacks import (
     AtomicBackupAndRestore,
+    BackupClock,
     BestWeightsCheckpoint,
     EpochTensorBoard,
     EpochTimer,
@@ -252,10 +253,12 @@ def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dic
     says nothing of its quality (a GAN's `has_validation_loss = False`) trains every epoch and
     keeps the last weights."""
     best_loss = min((row["val_loss"] for row in history if "val_loss" in row), default=math.inf)
+    # Every worker of a multi-worker run must resume from the same epoch: no clock of its own.
+    clock = BackupClock(0 if config.distribute == "multiworker" else config.backup_seconds)
     selecting = [
         *schedule_callbacks(config),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience),
-        BestWeightsCheckpoint(model, run_dir / rundir.BEST_WEIGHTS, best_loss),
+        BestWeightsCheckpoint(model, run_dir / rundir.BEST_WEIGHTS, clock, best_loss),
     ]
     return [
         EpochTimer(),
@@ -264,7 +267,7 @@ def _callbacks(model, run_dir: Path, backup_dir: Path, config, history: list[dic
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         EpochTensorBoard(str(run_dir / "logs")),
         *extra,
-        AtomicBackupAndRestore(str(backup_dir)),
+        AtomicBackupAndRestore(str(backup_dir), clock),
     ]
 
 
@@ -352,7 +355,7 @@ def fit_phases(app, config, model, run_dir: Path, data: tuple, steps_per_epoch: 
                 raise
             raise RunError(
                 f"training diverged in epoch {len(history) + 1} ({error}). Nothing was exported; "
-                f"{run_dir} keeps the last finished epoch's backup and the best weights "
+                f"{run_dir} keeps its last backup and best weights "
                 f"({rundir.BEST_WEIGHTS}). Re-run with a lower --learning-rate and a new --run-dir."
             ) from error
         finished_epochs = len(rundir.read_history(run_dir / "history.csv"))

@@ -86,6 +86,9 @@ def check_options(app: App, config) -> None:
     if config.label_smoothing and not app.output.classifier:
         raise RunError(f"--label-smoothing {config.label_smoothing}: the {app.name} app is no "
                        f"classifier; leave it at 0.")
+    if config.backup_seconds < 0:
+        raise RunError(f"--backup-seconds {config.backup_seconds}: at least 0 (0 writes the "
+                       f"backup every epoch).")
     if config.schedule == "plateau" and config.warmup_steps:
         raise RunError("--schedule plateau takes no --warmup-steps: ReduceLROnPlateau sets the "
                        "rate per epoch; use cosine, constant or onecycle for a warm-up.")

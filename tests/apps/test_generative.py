@@ -131,6 +131,7 @@ def test_killed_cgan_run_resumes_where_it_stopped(tmp_path, capsys):
     uninterrupted run's; then `predict` draws the class asked for."""
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "apps", "generative", "train", *TINY_CGAN,
+               "--backup-seconds", "0",  # a backup every epoch, however short
                "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)

@@ -10,10 +10,12 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
 
 from apps import get_app
 from apps.core import RunError, resolve_config, rundir, train
+from apps.core.callbacks import BestWeightsCheckpoint
 from apps.core.runner import resolve_run_dir
 from tests.conftest import REPO_ROOT, cli_in_process, read_json, run_python
 
@@ -31,7 +33,8 @@ def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_pa
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "apps", "mnist", "train", "--data", "sample", "--model",
                "mnist_mlp", "--explain-examples", "0", "--epochs", "6", "--max-examples",
-               "2000", "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
+               "2000", "--backup-seconds", "0",  # a backup every epoch, however short
+               "--run-dir", str(run_dir), "--export-dir", str(tmp_path / "exports")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -59,6 +62,46 @@ def test_killed_run_resumes_from_the_last_finished_epoch_and_is_then_kept(tmp_pa
         train(APP, resolve_config(APP, data="sample", model="mnist_mlp", epochs=6,
                                   max_examples=2000, run_dir=str(run_dir),
                                   export_dir=str(tmp_path / "exports")))
+
+
+@pytest.mark.parametrize("seconds,backed_up", [(0, [False, True, True]), (3600, [False] * 3)])
+def test_backups_are_written_at_most_every_backup_seconds(seconds, backed_up, run_paths,
+                                                          tmp_path):
+    """With --backup-seconds 0 every epoch's end writes the backup (seen at the next epoch's
+    end: the caller's callbacks run before it); with an hour, none in a 3-epoch run of seconds.
+    The best weights reach their file by the end either way."""
+    backup, seen = tmp_path / "run" / "backup_head" / "training_metadata.json", []
+
+    class BackupSeen(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(backup.exists())
+
+    train(APP, resolve_config(APP, data="sample", model="mnist_mlp", epochs=3, max_examples=500,
+                              patience=3, backup_seconds=seconds, **run_paths),
+          callbacks=(BackupSeen(),))
+    assert seen == backed_up
+    assert (tmp_path / "run" / rundir.BEST_WEIGHTS).exists()
+
+
+def test_best_weights_kept_in_memory_are_written_when_the_clock_says_and_training_goes_on(
+        tmp_path):
+    """An improvement in an epoch that writes nothing is kept in memory; the next epoch the
+    clock marks writes it (not that epoch's worse weights) and leaves the model as it was."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    class Clock:
+        def due(self, epoch):
+            return epoch == 1
+
+    best = BestWeightsCheckpoint(model, tmp_path / "best.weights.h5", Clock())
+    model.set_weights([np.ones((2, 1)), np.zeros(1)])
+    best.on_epoch_end(0, {"val_loss": 1.0})  # better, not due: in memory only
+    assert not (tmp_path / "best.weights.h5").exists()
+    model.set_weights([np.full((2, 1), 5.0), np.zeros(1)])
+    best.on_epoch_end(1, {"val_loss": 2.0})  # worse, due: epoch 0's weights written
+    np.testing.assert_array_equal(model.get_weights()[0], np.full((2, 1), 5.0))
+    model.load_weights(tmp_path / "best.weights.h5")
+    np.testing.assert_array_equal(model.get_weights()[0], np.ones((2, 1)))
 
 
 def test_a_run_stopped_by_its_data_before_training_leaves_no_run_folders(tmp_path, monkeypatch,
