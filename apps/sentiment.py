@@ -136,7 +136,8 @@ APP = App(
               "jit_compile": "off", "augment": False, "cache_features": True,
               # MiniLM explained along 32 path steps: 8 of the sample's reviews take about 16 s.
               "explain_examples": 8},
-    # The Transformer from scratch has no head phase: 4 epochs end at 99-100% on the sample
-    # (seeds 0-2), where 10 took 1.5 s longer to end at 100% (bench/RESULTS.md).
+    # The Transformer from scratch has no head phase: 4 epochs end at 97-100% on the sample
+    # (seeds 42, 1, 2; 99-100% on the race's 0-2), where 10 took 1.5 s longer to end at 100%
+    # (bench/RESULTS.md).
     model_defaults={"transformer_classifier": {"epochs": 4}},
 )
