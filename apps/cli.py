@@ -193,13 +193,12 @@ def main(app_names, get_app, argv=None) -> int:
         return 2
     app_parser = _Parser(prog=f"python -m apps {app.name}", description=app.summary)
     commands = app_parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    defaults = {**app_defaults(app, chosen.model or file_options.get("model")), **file_options}
+    epilog = _model_defaults_text(app)
     for name, text in RUN_COMMANDS.items():
         # build_parser writes each option's default into its help itself.
-        run_parser = commands.add_parser(name, help=text, description=text,
-                                         epilog=_model_defaults_text(app))
-        build_parser(app.config_class,
-                     {**app_defaults(app, chosen.model or file_options.get("model")),
-                      **file_options}, run_parser)
+        run_parser = commands.add_parser(name, help=text, description=text, epilog=epilog)
+        build_parser(app.config_class, defaults, run_parser)
         run_parser.add_argument("--config", metavar="FILE",
                                 help="YAML or JSON file of options (a run's config.json too); "
                                      "the flags given here override it")
