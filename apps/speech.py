@@ -93,18 +93,22 @@ def build_model(config, splits: DataSplits) -> keras.Model:
 
 
 def augmentation(config):
-    """Random time shifts up to 100 ms and added noise at a random level, per clip."""
+    """Random circular time shifts up to 100 ms and added white noise at a random level, per
+    clip. The noise is uniform with the level's standard deviation: drawing it costs 3-4 ms for
+    a batch of 64 clips here against 7-10 for Gaussian noise, and on a CPU the augmentation runs
+    in turn with the training step. (Shifts in 5 ms steps, 0.6 ms against 5.2, cost 1.3 points
+    of held-out accuracy: bench/RESULTS.md.)"""
     max_shift = SAMPLE_RATE // 10
 
     def augment(waveforms, training=True):
-        shifts = tf.random.uniform([tf.shape(waveforms)[0], 1], -max_shift, max_shift + 1,
-                                   tf.int32)
+        batch = tf.shape(waveforms)[0]
+        shifts = tf.random.uniform([batch, 1], -max_shift, max_shift + 1, tf.int32)
         length = tf.shape(waveforms)[1]
         rolled = tf.math.floormod(tf.range(length)[None, :] - shifts, length)  # per-clip tf.roll
         shifted = tf.gather(waveforms, rolled, batch_dims=1)
-        noise_level = tf.random.uniform([tf.shape(waveforms)[0], 1], 0.0, 0.05)
-        return tf.clip_by_value(shifted + noise_level * tf.random.normal(tf.shape(waveforms)),
-                                -1.0, 1.0)
+        noise_level = tf.random.uniform([batch, 1], 0.0, 0.05 * 3 ** 0.5)
+        noise = tf.random.uniform(tf.shape(waveforms), -1.0, 1.0)  # standard deviation 1 / sqrt(3)
+        return tf.clip_by_value(shifted + noise_level * noise, -1.0, 1.0)
 
     return augment
 
@@ -145,6 +149,6 @@ APP = App(
     extra_report=extra_report,
     save_artifacts=save_split_lists,
     config_class=SpeechConfig,
-    defaults={"model": "speech_cnn", "epochs": 16, "batch_size": 64, "learning_rate": 3e-3,
+    defaults={"model": "speech_cnn", "epochs": 8, "batch_size": 64, "learning_rate": 1e-2,
               "patience": 8},
 )

@@ -19,11 +19,12 @@ def conv_bn_relu(x, filters, kernel_size=3, strides=1):
     return layers.Activation("relu")(x)
 
 
-def _pooled_stages(x, stage_filters):
-    """Per stage: conv-BN-relu twice, then 2x2 max pooling (a VGG-style stack)."""
-    for filters in stage_filters:
-        x = conv_bn_relu(x, filters)
-        x = conv_bn_relu(x, filters)
+def _pooled_stages(x, stage_filters, convs_per_stage=None):
+    """Per stage: conv-BN-relu `convs_per_stage[i]` times (twice by default), then 2x2 max
+    pooling (a VGG-style stack)."""
+    for filters, convs in zip(stage_filters, convs_per_stage or (2,) * len(stage_filters)):
+        for _ in range(convs):
+            x = conv_bn_relu(x, filters)
         x = layers.MaxPooling2D(2)(x)
     return x
 
@@ -105,10 +106,18 @@ _SPEECH_INPUTS = "float32 [batch, frames, mel_bins, 1] normalised log-mel spectr
 
 @register_model(task="audio_classification", inputs=_SPEECH_INPUTS,
                 search={"dropout_rate": (0.0, 0.5)})
-def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), dropout_rate=0.3):
-    """A keyword-spotting CNN on log-mel spectrograms: conv-BN-relu-pool stages, global pooling."""
+def speech_cnn(input_shape=(101, 40, 1), num_classes=12, filters=(16, 32, 64), dropout_rate=0.3,
+               convs_per_stage=None):
+    """A keyword-spotting CNN on log-mel spectrograms: conv-BN-relu-pool stages, global pooling.
+    `convs_per_stage`: one count per stage of `filters`; by default one convolution at full
+    resolution and two in each later stage (a second one at full size costs a quarter of each
+    training step: bench/RESULTS.md, "Levers measured")."""
+    convs_per_stage = tuple(convs_per_stage or (1,) + (2,) * (len(filters) - 1))
+    if len(convs_per_stage) != len(filters):
+        raise ValueError(f"speech_cnn: convs_per_stage {tuple(convs_per_stage)} needs one count "
+                         f"per stage of filters {tuple(filters)}.")
     inputs = keras.Input(shape=tuple(input_shape), name="spectrogram")
-    x = layers.GlobalAveragePooling2D()(gradcam_maps(_pooled_stages(inputs, filters)))
+    x = layers.GlobalAveragePooling2D()(gradcam_maps(_pooled_stages(inputs, filters, convs_per_stage)))
     x = layers.Dropout(dropout_rate)(x)
     return keras.Model(inputs, classification_output(num_classes)(x), name="speech_cnn")
 

@@ -108,13 +108,15 @@ def cache_plan(splits: dict, sizes: dict, config, run_dir: Path) -> dict:
 
 
 def input_pipeline(dataset, batch_size: int, seed: int | None = None, augmentation=None,
-                   cache_file: str = ""):
-    """Cache (in memory, or in `cache_file`), shuffle (training only, seeded), batch, augment
-    (training only), prefetch. Without a GPU the augmentation runs in turn with the training
-    step, not beside it: the step already uses every core, and a parallel map that takes one
-    makes the step's threads wait (speech on 2 cores: epochs of 5-10 s instead of 6 s;
-    bench/RESULTS.md). On a GPU it runs in parallel, ahead of the step."""
-    dataset = dataset.cache(cache_file)
+                   cache_file: str | None = ""):
+    """Cache (in memory, in `cache_file`, or not when it is None: a dataset cached already),
+    shuffle (training only, seeded), batch, augment (training only), prefetch. Without a GPU
+    the augmentation runs in turn with the training step, not beside it: the step already uses
+    every core, and a parallel map that takes one makes the step's threads wait (speech on 2
+    cores: epochs of 5-10 s instead of 6 s; bench/RESULTS.md). On a GPU it runs in parallel,
+    ahead of the step."""
+    if cache_file is not None:
+        dataset = dataset.cache(cache_file)
     if seed is not None:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)

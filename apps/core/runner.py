@@ -147,8 +147,12 @@ def train(app: App, config, callbacks: tuple = ()) -> dict:
         batch_size = config.batch_size * role.workers  # --batch-size is per worker
         cache = cache_plan({"train": splits.train, "validation": splits.validation,
                             "test": splits.test}, sizes, config, run_dir)
+        # Cached before the model is built: a build that reads the training split (speech's
+        # normalisation, a vocabulary) fills the cache that training then reads, so each
+        # example is decoded once (speech: 1.5 s of WAV reading saved).
+        splits.train = splits.train.cache(cache["train"])
         train_data = input_pipeline(splits.train, batch_size, config.seed,
-                                    training_augmentation(app, config), cache["train"])
+                                    training_augmentation(app, config), cache_file=None)
         validation_data = input_pipeline(splits.validation, config.batch_size,
                                          cache_file=cache["validation"])
         if role.workers > 1:

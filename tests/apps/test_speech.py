@@ -32,6 +32,19 @@ def test_default_model_recognises_held_out_voices(sample_run):
             (spoken_words.DEFAULT_DIR / listed).read_text().split())
 
 
+def test_augmentation_shifts_each_clip_by_its_own_amount_and_adds_bounded_noise():
+    clips = np.random.default_rng(0).uniform(-0.5, 0.5, (8, 16000)).astype("float32")
+    augmented = APP.augmentation(resolve_config(APP))(tf.constant(clips)).numpy()
+    shifts = []
+    for clip, result in zip(clips, augmented):
+        errors = {shift: np.abs(result - np.roll(clip, shift)).max()
+                  for shift in range(-1600, 1601)}
+        shift = min(errors, key=errors.get)
+        assert errors[shift] <= 0.05 * 3 ** 0.5 + 1e-6, errors[shift]  # the noise's bound
+        shifts.append(shift)
+    assert len(set(shifts)) > 4, shifts  # drawn per clip, not once per batch
+
+
 def test_generated_split_keeps_test_voices_out_of_training(small_speech_corpus):
     folder = small_speech_corpus
     testing = set((folder / "testing_list.txt").read_text().split())

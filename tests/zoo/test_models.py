@@ -94,6 +94,18 @@ def test_options_shape_the_model(name, options):
     assert tuple(outputs.shape) == (3, width)
 
 
+@pytest.mark.parametrize("convs_per_stage", [(1, 2, 2), (2, 2, 2), (1, 1, 1, 1)])
+def test_speech_cnn_has_the_convolutions_asked_for_in_each_stage(convs_per_stage):
+    filters = (8, 16, 32, 64)[:len(convs_per_stage)]
+    model = zoo.build("speech_cnn", input_shape=(48, 40, 1), filters=filters,
+                      convs_per_stage=convs_per_stage)
+    widths = [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert widths == [width for width, convs in zip(filters, convs_per_stage)
+                      for _ in range(convs)]
+    with pytest.raises(ValueError, match="one count per stage"):
+        zoo.build("speech_cnn", filters=filters, convs_per_stage=convs_per_stage[1:])
+
+
 def test_transformer_ignores_padding():
     """Five tokens padded to 16 classify exactly as the same five tokens in a 5-step model."""
     padded_model = zoo.build("transformer_classifier", vocab_size=100, sequence_length=16)
