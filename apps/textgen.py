@@ -28,6 +28,8 @@ from apps.core.sources import load_tfds, resolve_source, texts
 
 @dataclasses.dataclass
 class TextgenConfig(TrainConfig):
+    # 4,000 pieces hold more of each word than 2,000: fewer, dearer steps, 0.06 bits per
+    # character better in 15% more training (bench/RESULTS.md).
     vocabulary_size: int = option(4000, "SentencePiece pieces trained on the training text "
                                         "(at least its distinct characters + 260)")
     sequence_length: int = option(64, "tokens the model reads at once (its context)")
@@ -122,9 +124,7 @@ APP = App(
                        "sequence_length": "--sequence-length"},
     # Sized for two CPU cores (bench/RESULTS.md): a narrower GPT for two epochs with Muon learns
     # more in a similar time than the zoo's 128-wide one for one epoch with AdamW; Muon's AdamW
-    # part (embeddings, logits) learns fastest at twice Muon's rate. The 4,000 pieces of
-    # --vocabulary-size cover more of each word than 2,000 did: fewer, dearer steps, 0.06 bits
-    # per character better.
+    # part (embeddings, logits) learns fastest at twice Muon's rate.
     defaults={"model": "gpt", "epochs": 2, "batch_size": 16, "learning_rate": 8e-3,
               "muon_adam_lr_ratio": 2.0, "warmup_steps": 100, "optimizer": "muon",
               "weight_decay": 0.01, "augment": False,
