@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps.core import DataSplits
-from apps.core.pipeline import load_splits
+from apps.core.pipeline import cache_plan, load_splits
 
 
 def carved(train: tf.data.Dataset, seed: int = 3) -> tuple[list[int], list[int], dict]:
@@ -32,3 +32,18 @@ def test_examples_of_one_shape_and_of_many_are_held_out_alike():
     assert sorted(train + validation) == list(numbers)
     assert carved(many_shapes)[:2] == (train, validation)
     assert carved(one_shape, seed=4)[1] != validation
+
+
+def test_the_cache_plan_sizes_fixed_shapes_from_their_spec_as_a_pass_over_them_would(tmp_path):
+    """Digits of a fixed shape are sized from the element spec, without reading them: the same
+    792 bytes an example (784 pixels, an int64 label) as reading examples whose shape is only
+    known once read. A budget of exactly their size holds them in memory, a byte less does not."""
+    digits = np.arange(100 * 28 * 28, dtype=np.uint8).reshape(100, 28, 28, 1)
+    labels = np.arange(100)
+    fixed = tf.data.Dataset.from_tensor_slices((digits, labels))
+    read = tf.data.Dataset.from_generator(lambda: zip(digits, labels), output_signature=(
+        tf.TensorSpec([None, None, 1], tf.uint8), tf.TensorSpec([], tf.int64)))
+    for name, dataset in (("fixed", fixed), ("read", read)):
+        for budget_bytes, where in ((79_200, ""), (79_199, str(tmp_path / f"cache_{name}"))):
+            config = types.SimpleNamespace(cache_budget_mb=budget_bytes / 2**20)
+            assert cache_plan({name: dataset}, {name: 100}, config, tmp_path) == {name: where}
