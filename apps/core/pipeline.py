@@ -37,7 +37,8 @@ def _carve_validation(train: tf.data.Dataset, fraction: float, seed: int, train_
     held_out[np.random.default_rng(seed).permutation(train_size)[:validation_size]] = True
     held_out = tf.constant(held_out)
     indexed = train.enumerate()
-    same_shape = all(spec.shape.is_fully_defined() for spec in tf.nest.flatten(train.element_spec))
+    same_shape = all(isinstance(spec, tf.TensorSpec) and spec.shape.is_fully_defined()
+                     for spec in tf.nest.flatten(train.element_spec))
 
     def part(validation: bool, size: int):
         @tf.autograph.experimental.do_not_convert
