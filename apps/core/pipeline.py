@@ -26,10 +26,11 @@ def _carve_validation(train: tf.data.Dataset, fraction: float, seed: int, train_
     boolean per example (not a shuffle buffer of the whole split) says where each one goes.
     Returns (train, validation).
 
-    Examples of one fixed shape are picked `_CARVE_BLOCK` at a time: a per-example filter costs
-    about 25 us an example (0.45 s of the first epoch on the MNIST sample's 8,000, 0.13 s in
-    blocks). The functions are plain graph code: autograph's conversion of them took 0.18 s of
-    the MNIST sample's start."""
+    Examples whose parts are dense tensors of fixed shapes (digits, clips, windows, strings) are
+    picked `_CARVE_BLOCK` at a time, others one by one: a per-example filter costs about 25 us
+    an example (0.45 s of the first epoch on the MNIST sample's 8,000, 0.13 s in blocks). The
+    functions are plain graph code: autograph's conversion of them took 0.18 s of the MNIST
+    sample's start."""
     if not 0 < fraction < 1:
         raise RunError(f"--validation-fraction {fraction}: must lie strictly between 0 and 1.")
     validation_size = max(1, int(round(train_size * fraction)))
@@ -37,8 +38,8 @@ def _carve_validation(train: tf.data.Dataset, fraction: float, seed: int, train_
     held_out[np.random.default_rng(seed).permutation(train_size)[:validation_size]] = True
     held_out = tf.constant(held_out)
     indexed = train.enumerate()
-    same_shape = all(isinstance(spec, tf.TensorSpec) and spec.shape.is_fully_defined()
-                     for spec in tf.nest.flatten(train.element_spec))
+    fixed_shapes = all(isinstance(spec, tf.TensorSpec) and spec.shape.is_fully_defined()
+                       for spec in tf.nest.flatten(train.element_spec))
 
     def part(validation: bool, size: int):
         @tf.autograph.experimental.do_not_convert
@@ -50,7 +51,7 @@ def _carve_validation(train: tf.data.Dataset, fraction: float, seed: int, train_
         def in_part(index, _):
             return tf.equal(held_out[index], validation)
 
-        if same_shape:
+        if fixed_shapes:
             selected = indexed.batch(_CARVE_BLOCK).map(block_of_part).unbatch()
         else:
             selected = indexed.filter(in_part).map(lambda _, example: example)
